@@ -1,0 +1,33 @@
+# morpheus_pl — `make run` trains and evaluates on the embedded synthetic world; `make test` tests.
+PYTHON ?= python3
+VENV ?= .venv
+# CPU build on machines without a GPU; GPU users: make install TORCH_SPEC="torch==2.13.0" (CUDA wheel index)
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test test-full bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create the virtual environment and install (torch pinned by TORCH_SPEC)
+
+run: $(STAMP)  ## the main job: all stages + evaluation on the synthetic world, CPU
+	$(PY) -m morpheus_pl.run
+
+test: $(STAMP)  ## the whole test suite
+	$(PY) -m pytest -q
+
+bench: $(STAMP)  ## benchmark scripts (print their figures)
+	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:  ## remove artifacts and outputs (not the venv)
+	rm -rf artifacts outputs multirun lightning_logs

@@ -1,0 +1,171 @@
+"""PersonaDialogDataModule: one LightningDataModule for every stage and every dataset.
+
+It reads the configured splits (synthetic world, the paper's JSON files, CLV text, ParlAI, or
+Hugging Face `datasets`), checks that no held-out role appears in training, tokenises once, and
+collates batches that carry every view a stage needs:
+  lm_ids/lm_mask/labels    history + response, right-padded, labels -100 outside the response
+  history_ids/history_mask the history alone, left-padded (code predictor and generation)
+  segment_ids/segment_mask the M persona segments of each example, (B*M, S), right-padded
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from morpheus_pl.data.example import DialogExample
+from morpheus_pl.data.leakage import check_role_leakage
+from morpheus_pl.data.persona import split_persona, truncate_history_left
+from morpheus_pl.data.sources import load_split
+
+log = logging.getLogger("morpheus_pl")
+SPEAKERS = ("<partner>", "<self>")
+
+
+def _pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    pad = [[value] * (width - len(r)) for r in rows]
+    return torch.tensor([p + r if left else r + p for r, p in zip(rows, pad)], dtype=torch.long)
+
+
+class PersonaDialogDataModule(L.LightningDataModule):
+    """Splits of one dataset, tokenised for the decoder (and a separate persona encoder if any)."""
+
+    def __init__(
+        self,
+        dataset: dict,
+        num_segments: int = 5,
+        max_history_tokens: int = 256,
+        max_response_tokens: int = 64,
+        max_segment_tokens: int = 32,
+        batch_size: int = 16,
+        eval_batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.dataset = dict(dataset)
+        self.num_segments = num_segments
+        self.max_history_tokens = max_history_tokens
+        self.max_response_tokens = max_response_tokens
+        self.max_segment_tokens = max_segment_tokens
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.tokenizer = None
+        self.segment_tokenizer = None
+        self.examples: dict[str, list[DialogExample]] = {}
+        self.encoded: dict[str, list[dict]] = {}
+
+    def read(self, split: str) -> list[DialogExample]:
+        """The raw examples of one split (read once, then cached)."""
+        if split not in self.examples:
+            self.examples[split] = load_split(self.dataset, split)
+            log.info("%s/%s: %d examples", self.dataset["name"], split, len(self.examples[split]))
+        return self.examples[split]
+
+    def set_tokenizers(self, tokenizer, segment_tokenizer=None) -> None:
+        """Decoder tokenizer (speaker tokens are added here) and, optionally, the encoder's."""
+        tokenizer.add_special_tokens({"additional_special_tokens": list(SPEAKERS)})
+        self.tokenizer = tokenizer
+        self.segment_tokenizer = segment_tokenizer
+        self.encoded.clear()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None:
+            raise RuntimeError("PersonaDialogDataModule.set_tokenizers must be called before setup")
+        train = self.read("train")
+        held_out = {s: self.read(s) for s in ("val", "test")}
+        check_role_leakage(train, held_out, on_leak=self.dataset.get("on_role_leak", "error"))
+        for split in ("train", "val", "test"):
+            if split not in self.encoded:
+                self.encoded[split] = [self.encode(ex) for ex in self.read(split)]
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode(self, ex: DialogExample) -> dict:
+        tok = self.tokenizer
+        partner, self_tag = tok.convert_tokens_to_ids(list(SPEAKERS))
+        n = len(ex.context)
+        turns = [
+            [partner if (n - 1 - i) % 2 == 0 else self_tag, *self._ids(t), tok.eos_token_id]
+            for i, t in enumerate(ex.context)
+        ]
+        kept = truncate_history_left(turns, self.max_history_tokens - 1) if turns else []
+        history = [tid for turn in kept for tid in turn] + [self_tag]
+        response = self._ids(ex.response)[: self.max_response_tokens - 1] + [tok.eos_token_id]
+        segments = split_persona(ex.persona, self.dataset["separator"], self.num_segments)
+        return {"history": history, "response": response, "segments": self._segments(segments),
+                "example": ex}
+
+    def _segments(self, segments: list[str]) -> list[list[int]]:
+        if self.segment_tokenizer is None:
+            eos = self.tokenizer.eos_token_id
+            return [self._ids(s)[: self.max_segment_tokens - 1] + [eos] for s in segments]
+        out = self.segment_tokenizer(segments, truncation=True, max_length=self.max_segment_tokens)
+        return out["input_ids"]
+
+    def collate(self, items: list[dict]) -> dict:
+        pad = self.tokenizer.pad_token_id
+        lm = [it["history"] + it["response"] for it in items]
+        labels = [[-100] * len(it["history"]) + it["response"] for it in items]
+        segments = [s for it in items for s in it["segments"]]
+        seg_pad = pad if self.segment_tokenizer is None else self.segment_tokenizer.pad_token_id
+        lm_ids = _pad(lm, pad)
+        history_ids = _pad([it["history"] for it in items], pad, left=True)
+        segment_ids = _pad(segments, seg_pad)
+        return {
+            "lm_ids": lm_ids,
+            "lm_mask": _pad([[1] * len(r) for r in lm], 0),
+            "labels": _pad(labels, -100),
+            "history_ids": history_ids,
+            "history_mask": _pad([[1] * len(it["history"]) for it in items], 0, left=True),
+            "segment_ids": segment_ids,
+            "segment_mask": _pad([[1] * len(s) for s in segments], 0),
+            "examples": [it["example"] for it in items],
+        }
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        if split not in self.encoded:
+            self.setup()
+        return DataLoader(self.encoded[split], batch_size=batch_size, shuffle=shuffle,
+                          collate_fn=self.collate, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)
+
+    def persona_dataloader(self) -> DataLoader:
+        """Every training role's persona once (stage 2 encodes these |D| segments)."""
+        if "train" not in self.encoded:
+            self.setup()
+        seen, items = set(), []
+        for item in self.encoded["train"]:
+            if item["example"].role not in seen:
+                seen.add(item["example"].role)
+                items.append(item)
+        return DataLoader(items, batch_size=self.eval_batch_size, shuffle=False,
+                          collate_fn=self.collate, num_workers=self.num_workers)
+
+    def training_texts(self) -> list[str]:
+        """All training text (personas, turns, responses): the tiny tokenizer is trained on it."""
+        texts = []
+        for ex in self.read("train"):
+            texts += [*ex.persona, *ex.context, ex.response]
+        return texts
+
+    def describe(self) -> dict:
+        return {split: len(self.read(split)) for split in ("train", "val", "test")} | {
+            "dataset": self.dataset["name"],
+            "first_example": asdict(self.read("train")[0]),
+        }

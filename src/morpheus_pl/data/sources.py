@@ -1,0 +1,44 @@
+"""Where a dataset's splits come from: the synthetic world, local files, or the Hugging Face hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from morpheus_pl.data.example import DialogExample
+from morpheus_pl.data.formats import read_examples, read_hf_dataset
+from morpheus_pl.data.synthetic_world import PersonaWorld, WorldConfig
+
+
+def world_dir(root: str | Path, world: dict) -> Path:
+    """The folder of one synthetic world: its knobs' fingerprint names it."""
+    digest = hashlib.sha1(json.dumps(world, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(root) / f"world-{digest}"
+
+
+def load_split(dataset: dict, split: str) -> list[DialogExample]:
+    """Read one split as configured.
+
+    source=world: generate the synthetic world under `root` (once) and read its JSON files.
+    source=files or hub with `root` set: read `root/files[split]` (paper JSON, CLV, ParlAI).
+    source=hub without root: `datasets.load_dataset(hub_name, data_files=files)`.
+    """
+    name, source, root = dataset["name"], dataset["source"], dataset.get("root")
+    files = dataset["files"]
+    if split not in files:
+        raise KeyError(f"dataset {name!r} has no file for split {split!r} (dataset.files: {files})")
+    if source == "world":
+        if not root:
+            raise ValueError(f"dataset {name!r}: source=world needs dataset.root")
+        folder = world_dir(root, dataset["world"])
+        if not (folder / "world.json").exists():
+            PersonaWorld(WorldConfig(**dataset["world"])).write(folder)
+        return read_examples(folder / files[split])
+    if source in ("files", "hub") and root:
+        return read_examples(Path(root) / files[split])
+    if source == "hub":
+        return read_hf_dataset(dataset["hub_name"], split, data_files={split: files[split]})
+    raise ValueError(
+        f"dataset {name!r}: source must be 'world', 'files' (with dataset.root) or 'hub', got {source!r}"
+    )

@@ -1,0 +1,73 @@
+"""Eq. 1 at inference: history -> codes -> prefix -> text, and the two baselines' generation.
+
+`system` picks where the prefix comes from:
+  morpheus      history only: predictor -> codes -> codebook vectors -> projector
+  true_persona  the true persona segments -> encoder -> projector (upper bound)
+  no_persona    no prefix
+Histories are left-padded; the attention mask covers prefix + history; a fresh cache is built
+for every call because `generate` changes it in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from morpheus_pl.modules.code_predictor import decode_codes
+from morpheus_pl.modules.prefix_projector import prefix_attention, prefix_cache
+from morpheus_pl.stages.base import PersonaDialogStage
+
+SYSTEMS = ("morpheus", "no_persona", "true_persona")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    do_sample: bool = True
+    top_p: float = 0.9
+    top_k: int = 0
+    temperature: float = 1.0
+    max_new_tokens: int = 32
+
+
+@torch.no_grad()
+def prefix_for(stage: PersonaDialogStage, batch: dict, system: str, decode: str = "top_m_distinct",
+               generator: torch.Generator | None = None) -> tuple[list | None, Tensor | None]:
+    """Per-layer (key, value) prefix for `system`, and the codes MORPHEUS picked (else None)."""
+    if system == "no_persona":
+        return None, None
+    if system == "true_persona":
+        return stage.projector(stage.persona_vectors(batch)), None
+    if system == "morpheus":
+        codes = decode_codes(stage.code_logits(batch), decode, generator)
+        return stage.projector(stage.codebook.lookup(codes)), codes
+    raise ValueError(f"system must be one of {SYSTEMS}, got {system!r}")
+
+
+@torch.no_grad()
+def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: GenerationConfig,
+                   decode: str = "top_m_distinct") -> tuple[list[str], Tensor | None]:
+    """Generate one response per example of `batch`; returns texts and the picked codes."""
+    stage.eval()
+    kv, codes = prefix_for(stage, batch, system, decode)
+    ids, mask = batch["history_ids"], batch["history_mask"]
+    kwargs = {}
+    if kv is not None:
+        mask, _ = prefix_attention(kv[0][0].shape[2], mask)
+        kwargs["cache"] = prefix_cache(kv, stage.decoder.config)
+    tok = stage.tokenizer
+    out = stage.decoder.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=config.do_sample,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        **kwargs,
+    )
+    texts = tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+    return [t.strip() for t in texts], codes

@@ -1,0 +1,216 @@
+"""Persona-codebook initialisation (paper §3.3, Eq. 5–7; Table 4).
+
+The paper's best initialisation fits a mixture of N diagonal Gaussians to all encoded persona
+segments ``p_i`` by EM and uses the means as the codes ``e_k``. Its prior over components is
+*uniform* (Eq. 5: ``P(z_i = k) = 1/N``), so no mixing weights are learned; only means (Eq. 6) and
+variances (Eq. 7) are updated.
+
+EM is written by hand here: no maintained torch library fits diagonal GMMs by EM on the GPU with
+these semantics (fixed uniform prior, variance floor, re-seeding of empty components), and
+``sklearn.mixture.GaussianMixture`` is CPU/numpy only and always learns the weights (the tests use
+it as an oracle). Under DDP, gather the vectors on every rank and call :func:`fit_diag_gmm` with
+identically seeded generators: the fit is deterministic, so every rank gets the same codebook.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+logger = logging.getLogger("morpheus_pl")
+
+INIT_METHODS = ("em", "mean", "sequential", "random")
+_MIN_SHARE = 1e-3  # a component is empty when its effective count < _MIN_SHARE * n / N
+
+
+@dataclass
+class GMMResult:
+    """Result of :func:`fit_diag_gmm`; tensors in the computation dtype, on the input's device."""
+
+    means: Tensor
+    variances: Tensor
+    log_likelihood: float
+    n_iter: int
+    converged: bool
+    reseeded: int
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _rng_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _log_gauss(x: Tensor, x2: Tensor, means: Tensor, variances: Tensor) -> Tensor:
+    """``log N(x_i | mu_k, diag(var_k))`` for all pairs, shape (n, N), by matmuls."""
+    prec = variances.reciprocal()
+    mahal = x2 @ prec.T - 2.0 * (x @ (means * prec).T) + (means.square() * prec).sum(1)
+    return -0.5 * (torch.log(2.0 * math.pi * variances).sum(1) + mahal.clamp_min(0.0))
+
+
+def _kmeans_pp(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+    """k-means++ seeding: each next seed drawn with probability ∝ squared distance to seeds."""
+    rng = _rng_device(generator)
+    first = torch.randint(x.shape[0], (1,), generator=generator, device=rng).to(x.device)
+    seeds = [x[first[0]]]
+    d2 = (x - seeds[0]).square().sum(1)
+    for _ in range(1, k):
+        total = d2.sum()
+        weights = torch.where(total > 0, d2, torch.ones_like(d2))  # only duplicates left: uniform
+        idx = torch.multinomial(weights.to(rng), 1, generator=generator).to(x.device)
+        seeds.append(x[idx[0]])
+        d2 = torch.minimum(d2, (x - seeds[-1]).square().sum(1))
+    return torch.stack(seeds)
+
+
+def _count_distinct(x: Tensor, at_least: int) -> int:
+    """Number of distinct rows (exact when below ``at_least``; a lower bound otherwise)."""
+    proj = x @ torch.linspace(1.0, 2.0, x.shape[1], dtype=x.dtype, device=x.device)
+    n_proj = int(torch.unique(proj).numel())  # distinct projections imply distinct rows
+    return n_proj if n_proj >= at_least else int(torch.unique(x, dim=0).shape[0])
+
+
+def fit_diag_gmm(
+    x: Tensor,
+    num_components: int,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    var_floor: float = 1e-6,
+    init_means: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> GMMResult:
+    """Fit N diagonal Gaussians with a uniform prior by EM (Eq. 5–7).
+
+    E-step (Eq. 5): log-space responsibilities ``log N(x|mu_k,var_k) - logsumexp_j(...)``; the
+    uniform prior cancels. M-step: Eq. 6 (means) and Eq. 7 (variances), clamped from below at
+    ``var_floor * mean_j Var(x_j)`` (the data's per-dimension variance averaged over dimensions;
+    1 when the data is constant). Initial variances are the data's per-dimension variance; initial
+    means are ``init_means`` or k-means++ seeds drawn with ``generator``. A component whose
+    effective count falls below ``1e-3 * n / N`` is re-seeded at the sample with the lowest
+    likelihood, with the data's variance. Stops when the mean per-sample log-likelihood
+    ``mean_i log(1/N sum_k N(x_i|mu_k,var_k))`` improves by less than ``tol``.
+    """
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty (n, d) tensor, got shape {tuple(x.shape)}")
+    if num_components < 1 or max_iter < 0:
+        raise ValueError("num_components must be >= 1 and max_iter >= 0")
+    n, d = x.shape
+    dtype = _compute_dtype(x)
+    xf = x.to(dtype)
+    if not torch.isfinite(xf).all():
+        raise ValueError("x contains NaN or infinite values")
+    n_distinct = _count_distinct(xf, num_components)
+    if n_distinct < num_components:
+        logger.warning(
+            "fit_diag_gmm: %d components but only %d distinct points; components will coincide",
+            num_components, n_distinct,
+        )
+    center = xf.mean(0)
+    xc = xf - center  # centring reduces cancellation in the expanded quadratic forms
+    x2 = xc.square()
+    data_var = x2.mean(0)
+    scale = float(data_var.mean())
+    floor = var_floor * (scale if scale > 0 else 1.0)
+    data_var = data_var.clamp_min(floor)
+
+    if init_means is None:
+        means = _kmeans_pp(xc, num_components, generator)
+    else:
+        if init_means.shape != (num_components, d):
+            raise ValueError(f"init_means must have shape {(num_components, d)}, "
+                             f"got {tuple(init_means.shape)}")
+        means = init_means.to(device=x.device, dtype=dtype) - center
+    variances = data_var.expand(num_components, d).clone()
+    log_n = math.log(num_components)
+    min_count = _MIN_SHARE * n / num_components
+
+    def e_step(mu: Tensor, var: Tensor) -> tuple[Tensor, Tensor, float]:
+        log_prob = _log_gauss(xc, x2, mu, var)
+        log_norm = torch.logsumexp(log_prob, dim=1)
+        return (log_prob - log_norm[:, None]).exp(), log_norm, float(log_norm.mean()) - log_n
+
+    resp, log_norm, ll = e_step(means, variances)
+    reseeded, converged, n_iter = 0, False, 0
+    bar = tqdm(range(1, max_iter + 1), desc="EM (diag GMM)", disable=not progress, leave=False)
+    for n_iter in bar:
+        counts = resp.sum(0)
+        safe = counts.clamp_min(torch.finfo(dtype).tiny)[:, None]
+        means = (resp.T @ xc) / safe  # Eq. 6
+        variances = ((resp.T @ x2) / safe - means.square()).clamp_min(floor)  # Eq. 7
+        empty = torch.nonzero(counts < min_count).flatten()
+        if empty.numel() > 0:
+            worst = torch.argsort(log_norm)[torch.arange(empty.numel(), device=x.device) % n]
+            means[empty] = xc[worst]
+            variances[empty] = data_var
+            reseeded += empty.numel()
+        resp, log_norm, new_ll = e_step(means, variances)
+        bar.set_postfix(ll=f"{new_ll:.4f}")
+        improvement, ll = new_ll - ll, new_ll
+        if empty.numel() == 0 and improvement < tol:
+            converged = True
+            break
+    bar.close()
+    return GMMResult(means + center, variances, ll, n_iter, converged, reseeded)
+
+
+def init_codebook(
+    x: Tensor,
+    num_codes: int,
+    method: str,
+    *,
+    generator: torch.Generator | None = None,
+    em_kwargs: dict | None = None,
+) -> Tensor:
+    """Initial persona codebook (num_codes, d) from encoded segments ``x`` (§3.3, Table 4).
+
+    - ``em``: means of :func:`fit_diag_gmm` (Eq. 5–7).
+    - ``mean`` (average persona init): the vectors in a random order split into ``num_codes``
+      consecutive chunks of near-equal size; each code is its chunk's mean.
+    - ``sequential``: the first ``num_codes`` vectors in a random order (the paper fills the
+      empty codes with the batch's ``p_i`` in sequence); with fewer vectors, they are cycled
+      and the repeats get a small Gaussian noise (1e-3 of the data's std).
+    - ``random``: uniform in ``[-1/N, 1/N]``, the VQ-VAE default.
+    """
+    if method not in INIT_METHODS:
+        allowed = ", ".join(INIT_METHODS)
+        raise ValueError(f"unknown codebook init method {method!r}; allowed: {allowed}")
+    if x.ndim != 2 or x.shape[0] == 0 or num_codes < 1:
+        raise ValueError("x must be a non-empty (n, d) tensor and num_codes >= 1")
+    n, d = x.shape
+    dtype = _compute_dtype(x)
+    rng = _rng_device(generator)
+    if method == "random":
+        codes = (torch.rand(num_codes, d, generator=generator, device=rng, dtype=dtype) * 2 - 1)
+        return (codes / num_codes).to(device=x.device, dtype=x.dtype)
+    if method == "em":
+        fit = fit_diag_gmm(x, num_codes, generator=generator, **(em_kwargs or {}))
+        return fit.means.to(x.dtype)
+    xf = x.to(dtype)
+    perm = torch.randperm(n, generator=generator, device=rng).to(x.device)
+    if n < num_codes:
+        logger.warning("init_codebook(%s): %d vectors for %d codes; cycling them", method, n,
+                       num_codes)
+        perm = perm[torch.arange(num_codes, device=x.device) % n]
+    if method == "mean":
+        m = perm.numel()
+        chunk = torch.arange(m, device=x.device) * num_codes // m
+        sums = torch.zeros(num_codes, d, dtype=dtype, device=x.device)
+        sums.index_add_(0, chunk, xf[perm])
+        counts = torch.bincount(chunk, minlength=num_codes).to(dtype)
+        codes = sums / counts[:, None]
+    else:
+        codes = xf[perm[:num_codes]]
+    if n < num_codes:
+        std = float(xf.std(unbiased=False))
+        noise = torch.randn(num_codes - n, d, generator=generator, device=rng, dtype=dtype)
+        codes[n:] += 1e-3 * (std if std > 0 else 1.0) * noise.to(x.device)
+    return codes.to(x.dtype)

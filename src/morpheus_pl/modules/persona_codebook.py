@@ -1,0 +1,100 @@
+"""Persona codebook e in R^{N x d}: nearest-code lookup (Eq. 8), VQ loss (Eq. 9), the
+straight-through routing of the generation loss, and the contrastive loss (Eq. 14).
+
+Hand-written because the method's losses and routing are specific to the paper; shapes in the
+paper's symbols: p (B, M, d), e (N, d), k (B, M).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+STRAIGHT_THROUGH = ("paper", "vqvae")
+
+
+class PersonaCodebook(nn.Module):
+    """N learnable codes; `initialised` records whether stage 2 filled them (kept in checkpoints)."""
+
+    def __init__(self, num_codes: int, dim: int) -> None:
+        super().__init__()
+        if num_codes < 1:
+            raise ValueError(f"codebook.N must be >= 1, got {num_codes}")
+        self.codes = nn.Parameter(torch.empty(num_codes, dim).uniform_(-1 / num_codes, 1 / num_codes))
+        self.register_buffer("initialised", torch.tensor(False))
+
+    @property
+    def num_codes(self) -> int:
+        return self.codes.shape[0]
+
+    def load_codes(self, codes: Tensor) -> None:
+        if codes.shape != self.codes.shape:
+            raise ValueError(f"codebook init gave {tuple(codes.shape)}, expected {tuple(self.codes.shape)}")
+        with torch.no_grad():
+            self.codes.copy_(codes)
+            self.initialised.fill_(True)
+
+    @torch.no_grad()
+    def nearest(self, p: Tensor) -> Tensor:
+        """Eq. 8: k = argmin_k ||p - e_k||_2, in float32 whatever the autocast dtype."""
+        flat = p.detach().float().reshape(-1, p.shape[-1])
+        codes = self.codes.detach().float()
+        dist = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codes.T + codes.pow(2).sum(-1)
+        return dist.argmin(-1).view(p.shape[:-1])
+
+    def lookup(self, k: Tensor) -> Tensor:
+        """e_k for code indices k (...,) -> (..., d)."""
+        return F.embedding(k, self.codes)
+
+
+def vq_loss(p: Tensor, e_k: Tensor, beta: float) -> Tensor:
+    """Eq. 9: ||sg[p] - e_k||^2 + beta ||sg[e_k] - p||^2, squared error averaged per element.
+
+    The first term moves the codes, the second (commitment) moves the encoder.
+    """
+    return F.mse_loss(e_k, p.detach()) + beta * F.mse_loss(p, e_k.detach())
+
+
+def straight_through(p: Tensor, e_k: Tensor, mode: str) -> Tensor:
+    """Vector fed to the prefix projector in joint training (Eq. 10).
+
+    paper: forward value p, gradient of L_G to the chosen code (official code, `e + sg(p - e)`).
+    vqvae: forward value e_k (as at inference), gradient to the encoder (`p + sg(e - p)`).
+    """
+    if mode == "paper":
+        return e_k + (p - e_k).detach()
+    if mode == "vqvae":
+        return p + (e_k - p).detach()
+    raise ValueError(f"codebook.straight_through must be one of {STRAIGHT_THROUGH}, got {mode!r}")
+
+
+def contrastive_loss(
+    p: Tensor,
+    codes: Tensor,
+    k: Tensor,
+    tau: float,
+    num_negatives: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Eq. 14: -log softmax_j(cos(p_i, e_j) / tau)[k_i].
+
+    num_negatives=None: all N codes (the paper). An int: the chosen code against that many
+    random codes chosen by no p in the batch (the official code's variant, with tau=0.07).
+    """
+    flat_p = F.normalize(p.reshape(-1, p.shape[-1]).float(), dim=-1)
+    flat_k = k.reshape(-1)
+    normed = F.normalize(codes.float(), dim=-1)
+    logits = flat_p @ normed.T / tau  # (B*M, N)
+    if num_negatives is None:
+        return F.cross_entropy(logits, flat_k)
+    unused = torch.ones(codes.shape[0], dtype=torch.bool, device=codes.device)
+    unused[flat_k] = False
+    pool = unused.nonzero().squeeze(-1)
+    if pool.numel() == 0:
+        return F.cross_entropy(logits, flat_k)
+    pick = torch.randint(pool.numel(), (num_negatives,), device=codes.device, generator=generator)
+    negatives = pool[pick]
+    positive = logits.gather(1, flat_k[:, None])
+    return F.cross_entropy(torch.cat([positive, logits[:, negatives]], dim=1),
+                           torch.zeros_like(flat_k))

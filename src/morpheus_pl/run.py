@@ -1,0 +1,72 @@
+"""Hydra entry point: `python -m morpheus_pl.run stage=... dataset=... model=...`.
+
+stage=pipeline (default) trains whatever is missing of role awareness -> codebook init -> joint
+training and the no-persona baseline, then evaluates MORPHEUS, no_persona and true_persona on the
+test split. The last line printed is the run's output directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from morpheus_pl.evaluation import evaluate
+from morpheus_pl.generation import GenerationConfig
+from morpheus_pl.handoff import checkpoint_path
+from morpheus_pl.pipeline import load_trained, prepare_data, train_stage
+
+log = logging.getLogger("morpheus_pl")
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+TRAINED = ("role_awareness", "codebook_init", "joint", "no_persona")
+SYSTEM_STAGES = {"morpheus": "joint", "no_persona": "no_persona", "true_persona": "role_awareness"}
+
+
+def run(cfg: DictConfig) -> Path:
+    """Run the configured stage; returns the output directory."""
+    out_dir = Path(cfg.paths.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    dm, tokenizer_dir = prepare_data(cfg)
+    stage = cfg.stage.name
+    timing = {}
+    if stage in TRAINED:
+        train_stage(cfg, stage, dm, tokenizer_dir)
+    elif stage in ("pipeline", "evaluate"):
+        systems = {}
+        for system in cfg.eval.systems:
+            stage_name = SYSTEM_STAGES[system]
+            t0 = time.perf_counter()
+            path = (train_stage(cfg, stage_name, dm, tokenizer_dir) if stage == "pipeline"
+                    else checkpoint_path(cfg, stage_name))
+            timing[f"train_{system}_s"] = round(time.perf_counter() - t0, 1)
+            systems[system] = load_trained(cfg, stage_name, tokenizer_dir, path)
+        t0 = time.perf_counter()
+        extra = {"dataset": cfg.dataset.name, "timing": timing}
+        world = Path(dm.read("test")[0].source.split(":")[0]).parent / "world.json"
+        if cfg.dataset.source == "world" and world.exists():
+            extra["world"] = OmegaConf.to_container(OmegaConf.load(world), resolve=True)
+        evaluate(systems, dm, out_dir, GenerationConfig(**cfg.generation), cfg.predictor.decode,
+                 list(cfg.eval.seeds), cfg.dataset.sacrebleu_tokenize, extra)
+        timing["evaluate_s"] = round(time.perf_counter() - t0, 1)
+    else:
+        raise ValueError(f"unknown stage {stage!r}: one of {TRAINED + ('pipeline', 'evaluate')}")
+    timing["total_s"] = round(time.perf_counter() - started, 1)
+    timing["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    log.info("timing: %s", timing)
+    log.info("outputs in %s", out_dir)
+    return out_dir
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    out_dir = run(cfg)
+    print(out_dir)
+
+
+if __name__ == "__main__":
+    main()

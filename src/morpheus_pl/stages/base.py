@@ -1,0 +1,95 @@
+"""The shared LightningModule: decoder + persona encoder + prefix projector, one weighted-loss
+step for every stage, AdamW with linear warm-up. Each stage only adds its `losses(batch)`."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import Tensor
+from transformers import get_linear_schedule_with_warmup
+
+from morpheus_pl.modules.decoder import build_decoder, load_tokenizer
+from morpheus_pl.modules.persona_encoder import DecoderPersonaEncoder, PretrainedPersonaEncoder
+from morpheus_pl.modules.prefix_projector import PrefixProjector, kv_layout
+
+
+class PersonaDialogStage(L.LightningModule):
+    """Base of every stage and baseline. `uses_persona=False` builds the decoder alone."""
+
+    uses_persona = True
+
+    def __init__(
+        self,
+        tokenizer_dir: str,
+        model: dict,
+        encoder: dict,
+        projector: dict,
+        optim: dict,
+        loss: dict,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.decoder = build_decoder(
+            model["source"], self.tokenizer, model.get("name_or_path"), model.get("architecture")
+        )
+        self.hidden_size = self.decoder.config.get_text_config(decoder=True).hidden_size
+        self.optim = optim
+        self.loss_cfg = loss
+        if self.uses_persona:
+            if encoder["kind"] == "decoder":
+                self.persona_encoder = DecoderPersonaEncoder(self.decoder)
+            elif encoder["kind"] == "pretrained":
+                self.persona_encoder = PretrainedPersonaEncoder(encoder["name_or_path"], self.hidden_size)
+            else:
+                raise ValueError(f"encoder.kind must be 'decoder' or 'pretrained', got {encoder['kind']!r}")
+            self.projector = PrefixProjector(self.hidden_size, kv_layout(self.decoder.config), **projector)
+
+    def persona_vectors(self, batch: dict) -> Tensor:
+        """Eq. 3-4: the M segments of each example encoded, p (B, M, d)."""
+        flat = self.persona_encoder(batch["segment_ids"], batch["segment_mask"])
+        return flat.view(batch["history_ids"].shape[0], -1, flat.shape[-1])
+
+    def losses(self, batch: dict) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        """Tensors move; the raw `examples` (frozen dataclasses) stay as they are."""
+        return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+    def _step(self, batch: dict, split: str) -> Tensor:
+        losses = self.losses(batch)
+        weights = self.loss_cfg.get("weights", {})
+        total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
+        for name, value in losses.items():
+            if not math.isfinite(float(value.detach())):
+                raise FloatingPointError(
+                    f"{type(self).__name__}: loss {name!r} is {float(value)} at step {self.global_step} "
+                    f"({split}); stopping instead of training on NaN/Inf"
+                )
+        bs = batch["lm_ids"].shape[0]
+        self.log_dict({f"{split}/loss_{n}": v.detach() for n, v in losses.items()}, batch_size=bs)
+        self.log(f"{split}/loss", total.detach(), prog_bar=True, batch_size=bs)
+        return total
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.optim["weight_decay"]},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.optim["lr"],
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        sched = get_linear_schedule_with_warmup(opt, int(self.optim["warmup_ratio"] * total), total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,53 @@
+"""Stage 3, joint training (Eq. 8-14): VQ, generation through the codebook, code-index
+prediction from the history alone, contrastive loss; weighted sum with weights from config."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from morpheus_pl.modules.code_predictor import CodePredictor, code_loss
+from morpheus_pl.modules.persona_codebook import contrastive_loss, straight_through, vq_loss
+from morpheus_pl.modules.prefix_lm import history_state, prefix_lm_loss
+from morpheus_pl.stages.codebook_init import CodebookInitStage
+
+
+class JointTrainingStage(CodebookInitStage):
+    """Stage-2 model plus the code predictor; `losses` returns L_V, L_G, L_D and L_C."""
+
+    def __init__(self, *args, predictor: dict, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.predictor_cfg = predictor
+        self.predictor = CodePredictor(
+            self.hidden_size, self.codebook.num_codes, predictor["num_slots"],
+            predictor["hidden_multiplier"],
+        )
+
+    def code_logits(self, batch: dict) -> Tensor:
+        """Eq. 12: logits (B, M, N) from c = Decoder(C) computed WITHOUT the persona prefix."""
+        return self.predictor(history_state(self.decoder, batch["history_ids"], batch["history_mask"]))
+
+    def losses(self, batch: dict) -> dict[str, Tensor]:
+        p = self.persona_vectors(batch)
+        k = self.codebook.nearest(p)
+        e_k = self.codebook.lookup(k)
+        z = straight_through(p, e_k, self.codebook_cfg["straight_through"])
+        kv = self.projector(z)
+        logits = self.code_logits(batch)
+        self.log("train/code_acc" if self.training else "val/code_acc",
+                 (logits.argmax(-1) == k).float().mean(), batch_size=p.shape[0])
+        return {
+            "vq": vq_loss(p, e_k, self.codebook_cfg["beta"]),
+            "gen": prefix_lm_loss(self.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"], kv),
+            "code": code_loss(logits, k, self.predictor_cfg["loss"], self.predictor_cfg["focal_gamma"]),
+            "contrastive": contrastive_loss(
+                p, self.codebook.codes, k, self.loss_cfg["tau"], self.loss_cfg.get("contrastive_negatives")
+            ),
+        }
+
+    @torch.no_grad()
+    def codebook_usage(self, k: Tensor) -> dict[str, float]:
+        counts = torch.bincount(k.reshape(-1), minlength=self.codebook.num_codes).float()
+        probs = counts / counts.sum()
+        entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
+        return {"perplexity": float(entropy.exp()), "dead_codes": int((counts == 0).sum())}

@@ -1,0 +1,186 @@
+"""Overlap metrics against nltk / sacrebleu and hand-worked numbers; merging and simulated DDP."""
+
+import copy
+import math
+import warnings
+from collections.abc import Callable
+
+import pytest
+import sacrebleu
+import torch
+from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
+from torchmetrics import Metric
+
+from morpheus_pl.metrics.overlap import (
+    CorpusBLEU,
+    Distinct,
+    PersonaCoverage,
+    PersonaFactAccuracy,
+    SentenceBLEU,
+    mentions,
+    sentence_bleu,
+)
+from morpheus_pl.metrics.tokenize import metric_token_ids, metric_tokens
+
+PAIRS = [  # (prediction, reference)
+    ("i love to go hiking on the weekends", "i enjoy hiking on the weekends"),
+    ("my favorite color is blue", "my favorite color is blue too"),
+    ("i have two dogs and a cat", "i have a cat"),
+    ("yes", "no, i do not think so"),  # no overlap
+    ("", "hello there"),  # empty prediction
+    ("hello", "hello"),  # shorter than n = 2
+    ("我喜欢在周末去爬山", "我周末喜欢爬山"),
+    ("我是一名老师，教数学", "我是老师"),
+]
+PREDS = [p for p, _ in PAIRS]
+REFS = [r for _, r in PAIRS]
+
+
+def nltk_bleu(pred: str, ref: str, n: int) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nltk warns on zero n-gram overlap
+        weights = (1.0 / n,) * n
+        return nltk_sentence_bleu([metric_tokens(ref)], metric_tokens(pred), weights=weights)
+
+
+def simulated_ddp(ranks: list[Metric]) -> float:
+    """Compute on rank 0 after torchmetrics' own `_sync_dist`, with a fake all-gather."""
+    recorded = []
+    for rank in ranks:
+        calls: list[torch.Tensor] = []
+        copy.deepcopy(rank)._sync_dist(lambda t, group=None, calls=calls: calls.append(t) or [t])
+        recorded.append(calls)
+    gathered = iter(zip(*recorded))
+    ranks[0]._sync_dist(lambda t, group=None: list(next(gathered)))
+    return ranks[0].compute().item()
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_sentence_bleu_matches_nltk(n: int) -> None:
+    oracle = [nltk_bleu(p, r, n) for p, r in PAIRS]
+    ours = [sentence_bleu(metric_token_ids(p), metric_token_ids(r), n) for p, r in PAIRS]
+    assert ours == pytest.approx(oracle, abs=1e-12)
+    assert 0 < min(oracle[:3] + oracle[6:]) and oracle[3] == oracle[4] == 0
+    metric = SentenceBLEU(n)
+    metric.update(PREDS, REFS)
+    assert metric.compute().item() == pytest.approx(100 * sum(oracle) / len(oracle), rel=1e-6)
+
+
+@pytest.mark.parametrize(("pairs", "tokenize"), [(PAIRS[:6], "13a"), (PAIRS[6:], "zh")])
+def test_corpus_bleu_matches_sacrebleu(pairs: list[tuple[str, str]], tokenize: str) -> None:
+    preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
+    metric = CorpusBLEU(tokenize=tokenize)
+    metric.update(preds, refs)
+    expected = sacrebleu.corpus_bleu(preds, [refs], tokenize=tokenize).score
+    assert expected > 0
+    assert metric.compute().item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_distinct_hand_count() -> None:
+    # "hello world" = [hello, " world"], "hello there" = [hello, " there"] in cl100k.
+    assert len(metric_tokens("hello world")) == len(metric_tokens("hello there")) == 2
+    preds = ["hello world", "hello world", "hello there"]
+    counts = {1: (3, 6), 2: (2, 3)}  # (distinct, all): unigrams {hello, world, there}; bigrams
+    for n, (distinct, total) in counts.items():
+        metric = Distinct(n)
+        metric.update(preds)
+        assert metric.compute().item() == pytest.approx(100 * distinct / total)
+
+
+def test_distinct_chinese_identical_and_degenerate() -> None:
+    tokens = metric_tokens("我喜欢猫")  # 8 ids, all different
+    assert len(set(tokens)) == len(tokens) == 8
+    metric = Distinct(1)
+    metric.update(["我喜欢猫", "我喜欢猫"])
+    assert metric.compute().item() == pytest.approx(50.0)  # 8 distinct / 16
+    short = Distinct(2)
+    short.update(["hello", ""])  # no bigram at all
+    assert short.compute().item() == 0.0
+
+
+IDF = {df: 1 / (1 + math.log(1 + df)) for df in (1, 2, 3)}  # 0.590616, 0.476505, 0.419060
+PERSONAS = [["i like cats", "i live in paris"], ["i like dogs"]]
+PCO_PREDS = ["i like paris", "i like dogs too"]
+
+
+def test_persona_coverage_hand_worked() -> None:
+    # Segments {i, like, cats}, {i, live, in, paris}, {i, like, dogs} (each word one cl100k id);
+    # df: i = 3, like = 2, every other token = 1.
+    # Example 1, {i, like, paris}: segment 1 covers {i, like} -> (0.419060 + 0.476505) / 2
+    #   = 0.447783; segment 2 covers {i, paris} -> (0.419060 + 0.590616) / 2 = 0.504838; max 0.504838.
+    # Example 2, {i, like, dogs, too}: covers {i, like, dogs} -> (0.419060 + 0.476505 + 0.590616) / 3
+    #   = 0.495394.  P-Co = 100 * (0.504838 + 0.495394) / 2 = 50.0116.
+    assert all(len(metric_tokens(w)) == 1 for w in ["i", " like", " cats", " paris", " dogs"])
+    example_1 = max((IDF[3] + IDF[2]) / 2, (IDF[3] + IDF[1]) / 2)
+    example_2 = (IDF[3] + IDF[2] + IDF[1]) / 3
+    metric = PersonaCoverage()
+    metric.update(PCO_PREDS, PERSONAS)
+    assert metric.compute().item() == pytest.approx(100 * (example_1 + example_2) / 2, rel=1e-6)
+    assert metric.compute().item() == pytest.approx(50.0116, abs=1e-4)
+    alone = PersonaCoverage()  # example 1 alone: df(i) = 2, so the IDF differs
+    alone.update(PCO_PREDS[:1], PERSONAS[:1])
+    assert alone.compute().item() == pytest.approx(100 * (IDF[2] + IDF[1]) / 2, rel=1e-6)
+    empty = PersonaCoverage()
+    empty.update(["", "zzz"], [["i like cats"], []])
+    assert empty.compute().item() == 0.0
+
+
+FACT_CASES = [  # (prediction, gold fact, options, correct)
+    ("i have a cat named tom", "cat", ["cat", "dog", "fish"], True),
+    ("I have a CAT.", "cat", ["cat", "dog"], True),
+    ("my favourite category is sports", "cat", ["cat", "dog"], False),  # no whole word
+    ("i have a cat and a dog", "cat", ["cat", "dog"], False),  # several options
+    ("i live in New  York city", "new york", ["new york", "paris"], True),
+    ("i live in paris", "new york", ["new york", "paris"], False),  # the wrong option
+    ("我养了一只猫", "猫", ["猫", "狗"], True),
+    ("我养了猫和狗", "猫", ["猫", "狗"], False),
+    ("", "cat", ["cat", "dog"], False),
+]
+
+
+def test_fact_accuracy_hand_cases() -> None:
+    assert not mentions("category", "cat") and mentions("我的cat很乖", "cat")
+    for pred, fact, options, correct in FACT_CASES:
+        metric = PersonaFactAccuracy()
+        metric.update([pred], [fact], [options])
+        assert metric.compute().item() == float(correct), pred
+    metric = PersonaFactAccuracy()
+    metric.update(*map(list, zip(*[case[:3] for case in FACT_CASES])))
+    assert metric.compute().item() == pytest.approx(4 / 9)
+
+
+FACTORIES: dict[str, tuple[Callable[[], Metric], tuple[list, ...]]] = {
+    "bleu2": (lambda: SentenceBLEU(2), (PREDS, REFS)),
+    "corpus": (CorpusBLEU, (PREDS, REFS)),
+    "distinct2": (lambda: Distinct(2), (PREDS, REFS)),
+    "pco": (PersonaCoverage, (PCO_PREDS * 2, PERSONAS + [["hiking"], ["i like paris"]])),
+    "facts": (PersonaFactAccuracy, tuple(map(list, zip(*[c[:3] for c in FACT_CASES])))),
+}
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_halves_merge_and_sync_like_one(name: str) -> None:
+    factory, columns = FACTORIES[name]
+    whole = factory()
+    whole.update(*columns)
+    expected = whole.compute().item()
+    parts = [factory(), factory(), factory()]
+    for part, half in zip(parts, [slice(0, 3), slice(3, None)]):
+        part.update(*[column[half] for column in columns])
+    merged = copy.deepcopy(parts[0])
+    merged.merge_state(parts[1])
+    assert merged.compute().item() == pytest.approx(expected, rel=1e-6)
+    # parts[2] never updated, as on a DDP rank that got no batch.
+    assert simulated_ddp(parts) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_no_data_is_nan(name: str) -> None:
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert math.isnan(FACTORIES[name][0]().compute().item())
+
+
+def test_identical_prediction_and_single_sample() -> None:
+    for metric in (SentenceBLEU(1), SentenceBLEU(2), CorpusBLEU()):
+        metric.update(["my favorite color is blue"], ["my favorite color is blue"])
+        assert metric.compute().item() == pytest.approx(100.0)
