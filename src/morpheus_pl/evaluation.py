@@ -57,17 +57,23 @@ def generate_system(module: PersonaDialogStage, dm: PersonaDialogDataModule, sys
     return rows
 
 
-def evaluate(systems: dict[str, PersonaDialogStage], dm: PersonaDialogDataModule, out_dir: Path,
-             gen: GenerationConfig, decode: str, seeds: list[int], sacrebleu_tokenize: str,
+def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: PersonaDialogDataModule,
+             out_dir: Path, gen: GenerationConfig, seeds: list[int], sacrebleu_tokenize: str,
              extra: dict | None = None) -> dict:
-    """Generate and score every system for every seed; write the three reports."""
+    """Generate and score every system for every seed; write the three reports.
+
+    `systems` maps a row name to (module, system kind, code decoding), e.g.
+    "morpheus/argmax" -> (joint module, "morpheus", "argmax").
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     examples = dm.read("test")
     per_seed: dict[str, list[dict]] = {name: [] for name in systems}
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as pred_file:
         for seed in seeds:
-            for name, module in systems.items():
-                rows = generate_system(module, dm, name, gen, decode, seed)
+            for name, (module, kind, decode) in systems.items():
+                rows = generate_system(module, dm, kind, gen, decode, seed)
+                for row in rows:
+                    row["system"] = name
                 scores = score_predictions([r["prediction"] for r in rows], examples,
                                            dm.dataset["separator"], sacrebleu_tokenize)
                 if rows and rows[0]["code_recall"] is not None:

@@ -44,14 +44,18 @@ def run(cfg: DictConfig) -> Path:
             path = (train_stage(cfg, stage_name, dm, tokenizer_dir) if stage == "pipeline"
                     else checkpoint_path(cfg, stage_name))
             timing[f"train_{system}_s"] = round(time.perf_counter() - t0, 1)
-            systems[system] = load_trained(cfg, stage_name, tokenizer_dir, path)
+            module = load_trained(cfg, stage_name, tokenizer_dir, path)
+            systems[system] = (module, system, cfg.predictor.decode)
+            if system == "morpheus":
+                for mode in cfg.eval.compare_decode:
+                    systems[f"morpheus/{mode}"] = (module, system, mode)
         t0 = time.perf_counter()
         extra = {"dataset": cfg.dataset.name, "timing": timing}
         world = Path(dm.read("test")[0].source.split(":")[0]).parent / "world.json"
         if cfg.dataset.source == "world" and world.exists():
             extra["world"] = OmegaConf.to_container(OmegaConf.load(world), resolve=True)
-        evaluate(systems, dm, out_dir, GenerationConfig(**cfg.generation), cfg.predictor.decode,
-                 list(cfg.eval.seeds), cfg.dataset.sacrebleu_tokenize, extra)
+        evaluate(systems, dm, out_dir, GenerationConfig(**cfg.generation), list(cfg.eval.seeds),
+                 cfg.dataset.sacrebleu_tokenize, extra)
         timing["evaluate_s"] = round(time.perf_counter() - t0, 1)
     else:
         raise ValueError(f"unknown stage {stage!r}: one of {TRAINED + ('pipeline', 'evaluate')}")

@@ -2,12 +2,15 @@
 
 import copy
 import math
+import multiprocessing
+import socket
 import warnings
 from collections.abc import Callable
 
 import pytest
 import sacrebleu
 import torch
+import torch.distributed as dist
 from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
 from torchmetrics import Metric
 
@@ -43,6 +46,11 @@ def nltk_bleu(pred: str, ref: str, n: int) -> float:
         return nltk_sentence_bleu([metric_tokens(ref)], metric_tokens(pred), weights=weights)
 
 
+def fake_all_gather(tensors: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    assert len({t.dtype for t in tensors}) == 1, "all_gather needs one dtype on every process"
+    return list(tensors)
+
+
 def simulated_ddp(ranks: list[Metric]) -> float:
     """Compute on rank 0 after torchmetrics' own `_sync_dist`, with a fake all-gather."""
     recorded = []
@@ -51,7 +59,7 @@ def simulated_ddp(ranks: list[Metric]) -> float:
         copy.deepcopy(rank)._sync_dist(lambda t, group=None, calls=calls: calls.append(t) or [t])
         recorded.append(calls)
     gathered = iter(zip(*recorded))
-    ranks[0]._sync_dist(lambda t, group=None: list(next(gathered)))
+    ranks[0]._sync_dist(lambda t, group=None: fake_all_gather(next(gathered)))
     return ranks[0].compute().item()
 
 
@@ -184,3 +192,41 @@ def test_identical_prediction_and_single_sample() -> None:
     for metric in (SentenceBLEU(1), SentenceBLEU(2), CorpusBLEU()):
         metric.update(["my favorite color is blue"], ["my favorite color is blue"])
         assert metric.compute().item() == pytest.approx(100.0)
+
+
+def ddp_worker(rank: int, port: int, parts: list[slice | None], queue: multiprocessing.Queue) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    values = {}
+    for name, (factory, columns) in FACTORIES.items():
+        metric = factory()
+        if parts[rank] is not None:
+            metric.update(*[column[parts[rank]] for column in columns])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the rank without data computes before updating
+            values[name] = metric.compute().item()
+    queue.put((rank, values))
+    dist.destroy_process_group()
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+@pytest.mark.parametrize("parts", [[slice(0, 3), slice(3, None)], [slice(None), None]])
+def test_real_gloo_ddp_matches_one_process(parts: list[slice | None]) -> None:
+    expected = {}
+    for name, (factory, columns) in FACTORIES.items():
+        metric = factory()
+        metric.update(*columns)
+        expected[name] = metric.compute().item()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [context.Process(target=ddp_worker, args=(r, port, parts, queue)) for r in range(2)]
+    for worker in workers:
+        worker.start()
+    results = dict(queue.get(timeout=60) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    for rank in range(2):
+        assert results[rank] == pytest.approx(expected, rel=1e-6), rank

@@ -5,11 +5,13 @@ Texts are tokenised into cl100k token ids (`metrics.tokenize`, Appendix A.1), ex
 `PersonaFactAccuracy` (a fraction in [0, 1]). A metric that has seen no sample returns nan.
 
 DDP: what is known per sample at update time is kept as sums (`dist_reduce_fx="sum"`). Corpus
-metrics (CorpusBLEU, Distinct, P-Co) keep the raw data as flat tensors plus per-row lengths
-(`dist_reduce_fx="cat"`): torchmetrics gathers tensors only, so python strings, sets or dicts would
-silently stay per-process; texts are therefore kept as UTF-8 bytes. All "cat" states of a metric
-are appended together, so rows stay aligned after a merge or a gather. A process that never
-called `update` contributes a float `[]` in torchmetrics' gather, hence the `.long()` on reading.
+metrics (CorpusBLEU, Distinct, P-Co) keep their raw data in flat "cat" states: torchmetrics
+gathers tensors only, so python strings, sets or dicts would silently stay per-process; texts are
+kept as UTF-8 bytes, token ids as ids, rows closed by -1. All "cat" states of a metric are
+appended together, so rows stay aligned after a merge or a gather. These states use the metric's
+float dtype, because a process that never called `update` sends torchmetrics' placeholder
+`torch.tensor([], dtype=metric.dtype)` and all_gather needs one dtype on every process; float32
+holds the integers exactly (cl100k ids < 100,277, bytes, counts < 2**24). Keep float32 or float64.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def sentence_bleu(hypothesis: Sequence[int], reference: Sequence[int], n: int) -
             return 0.0
         log_precision += math.log(matched / max(1, len(hypothesis) - k + 1)) / n
     ratio = len(reference) / len(hypothesis)
-    brevity = 1.0 if len(hypothesis) > len(reference) else 1.0
+    brevity = 1.0 if len(hypothesis) > len(reference) else math.exp(1 - ratio)
     return brevity * math.exp(log_precision)
 
 
@@ -97,10 +99,14 @@ def _mean(metric: Metric, total: float, count: int, scale: float) -> Tensor:
     return _scalar(metric, scale * total / count if count else math.nan)
 
 
+def _flat(metric: Metric, values: Sequence[int]) -> Tensor:
+    """Integers as a "cat" state tensor in the metric's float dtype (see the module docstring)."""
+    return torch.tensor(values, dtype=metric.dtype, device=metric.device)
+
+
 def _pack(metric: Metric, rows: Sequence[Sequence[int]]) -> Tensor:
-    """Rows of non-negative ints as one flat "cat" state tensor, each row closed by -1."""
-    flat = [value for row in rows for value in (*row, -1)]
-    return torch.tensor(flat, dtype=torch.int32, device=metric.device)
+    """Rows of non-negative integers as one flat "cat" state tensor, each row closed by -1."""
+    return _flat(metric, [value for row in rows for value in (*row, -1)])
 
 
 def _cat(state: Tensor | list[Tensor]) -> list[int]:
@@ -234,8 +240,7 @@ class PersonaCoverage(Metric):
         segments = [metric_token_ids(segment) for persona in personas for segment in persona]
         self.preds.append(_pack(self, [metric_token_ids(p) for p in preds]))
         self.segments.append(_pack(self, segments))
-        counts = torch.tensor([len(p) for p in personas], dtype=torch.long, device=self.device)
-        self.segments_per_example.append(counts)
+        self.segments_per_example.append(_flat(self, [len(p) for p in personas]))
 
     def compute(self) -> Tensor:
         preds = _unpack(self.preds)

@@ -1,0 +1,97 @@
+"""Shared fixtures: tiny decoders (GPT-2 and grouped-query LLaMA), a tiny tokenizer, and a tiny
+MORPHEUS configuration composed through the real Hydra config with its prepared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+
+TINY_OVERRIDES = (
+    "model.architecture.n_layer=2",
+    "model.architecture.n_embd=32",
+    "model.architecture.n_head=2",
+    "codebook.N=8",
+    "dataset.world.train_roles=40",
+    "dataset.world.val_roles=5",
+    "dataset.world.test_roles=8",
+    "data.batch_size=4",
+)
+
+SENTENCES = [
+    "i enjoy hiking in the mountains.",
+    "i work as a bank teller.",
+    "my favourite food is pizza and pasta.",
+    "hi , how are you today ?",
+    "i am doing well , thanks for asking .",
+    "do you have any pets at home ?",
+    "yes , i have two cats and a dog .",
+]
+
+
+def compose_tiny(root: str | Path, *extra: str):
+    """The project's config shrunk to a tiny model and world, artifacts under `root`."""
+    from hydra import compose, initialize_config_dir
+
+    overrides = [*TINY_OVERRIDES, f"paths.root={root}", f"paths.output={Path(root) / 'out'}", *extra]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("morpheus_tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg(tiny_root):
+    """Composed Hydra config: 2-layer GPT-2 (n_embd 32), N=8, a 40/5/8-role synthetic world."""
+    return compose_tiny(tiny_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_cfg):
+    """(datamodule, tokenizer_dir) from `morpheus_pl.pipeline.prepare_data` on `tiny_cfg`."""
+    from morpheus_pl.pipeline import prepare_data
+
+    return prepare_data(tiny_cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """A small byte-level BPE tokenizer trained on a few sentences."""
+    from morpheus_pl.modules.decoder import train_tokenizer
+
+    return train_tokenizer(SENTENCES, vocab_size=300, out_dir=tmp_path_factory.mktemp("tok"))
+
+
+def _gpt2_config(vocab_size: int):
+    from transformers import GPT2Config
+
+    return GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=128, vocab_size=vocab_size,
+                      bos_token_id=0, eos_token_id=0, pad_token_id=1)
+
+
+def _llama_config(vocab_size: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                       intermediate_size=64, num_hidden_layers=2, max_position_embeddings=128,
+                       vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+
+
+TINY_ARCHS = {"gpt2": _gpt2_config, "llama_gqa": _llama_config}
+
+
+@pytest.fixture(params=sorted(TINY_ARCHS))
+def tiny_decoder(request, tiny_tokenizer):
+    """A random-weight 2-layer decoder (GPT-2, or LLaMA with 4 heads / 2 KV heads), eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = TINY_ARCHS[request.param](len(tiny_tokenizer))
+    return AutoModelForCausalLM.from_config(config).eval()

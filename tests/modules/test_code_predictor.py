@@ -1,0 +1,108 @@
+"""Code-index prediction (Eq. 12-13) and the decoding of codes per persona slot."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from morpheus_pl.modules.code_predictor import CodePredictor, code_loss, decode_codes
+
+
+def test_predictor_shapes_and_slots_differ():
+    torch.manual_seed(0)
+    pred = CodePredictor(dim=16, num_codes=9, num_slots=5)
+    logits = pred(torch.randn(3, 16))
+    assert logits.shape == (3, 5, 9)
+    # the learned slot embedding makes the slots' distributions differ
+    assert not torch.allclose(logits[:, 0], logits[:, 1])
+
+
+def _logits_and_targets():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(3, 4, 7, generator=g), torch.randint(7, (3, 4), generator=g)
+
+
+def test_code_loss_ce_equals_cross_entropy():
+    logits, k = _logits_and_targets()
+    expected = F.cross_entropy(logits.reshape(-1, 7), k.reshape(-1))
+    assert torch.allclose(code_loss(logits, k, "ce"), expected, atol=1e-6)
+
+
+def test_focal_gamma_zero_is_ce_and_gamma_two_is_smaller():
+    logits, k = _logits_and_targets()
+    ce = code_loss(logits, k, "ce")
+    assert torch.allclose(code_loss(logits, k, "focal", gamma=0.0), ce, atol=1e-6)
+    focal = code_loss(logits, k, "focal", gamma=2.0)
+    assert 0 < float(focal) < float(ce)
+
+
+def test_focal_hand_value():
+    logits = torch.tensor([[[0.0, math.log(3.0)]]])  # p(target=1) = 3/4
+    k = torch.tensor([[1]])
+    expected = -((1 - 0.75) ** 2) * math.log(0.75)
+    assert math.isclose(float(code_loss(logits, k, "focal", gamma=2.0)), expected, rel_tol=1e-5)
+
+
+def test_code_loss_unknown_kind():
+    logits, k = _logits_and_targets()
+    with pytest.raises(ValueError, match="focal"):
+        code_loss(logits, k, "hinge")
+
+
+def test_decode_argmax_per_slot():
+    logits, _ = _logits_and_targets()
+    assert torch.equal(decode_codes(logits, "argmax"), logits.argmax(-1))
+
+
+def _repeating_logits():
+    """Code 0 is the argmax of every slot; code 3 is second everywhere, code 1 third on average."""
+    return torch.tensor([[
+        [10.0, 6.0, 0.0, 8.0, 0.0],
+        [10.0, 0.0, 0.0, 8.0, 6.0],
+        [10.0, 6.0, 0.0, 8.0, 0.0],
+    ]])
+
+
+def test_top_m_distinct_avoids_the_repeated_argmax():
+    logits = _repeating_logits()
+    assert decode_codes(logits, "argmax").tolist() == [[0, 0, 0]]
+    codes = decode_codes(logits, "top_m_distinct")
+    assert codes.shape == (1, 3)
+    assert codes[0].tolist() == [0, 3, 1]  # most probable first, all distinct
+
+
+def test_top_m_distinct_is_top_m_of_slot_average_per_example():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(4, 3, 6, generator=g) * 3
+    codes = decode_codes(logits, "top_m_distinct")
+    for b in range(4):
+        avg = logits[b].softmax(-1).mean(0)
+        chosen = set(codes[b].tolist())
+        assert len(chosen) == 3
+        worst_chosen = min(float(avg[c]) for c in chosen)
+        best_other = max(float(avg[c]) for c in range(6) if c not in chosen)
+        assert worst_chosen >= best_other
+
+
+def test_sample_reproducible_with_seeded_generator():
+    logits = torch.zeros(8, 5, 50)  # uniform: draws depend on the generator only
+    a = decode_codes(logits, "sample", torch.Generator().manual_seed(7))
+    b = decode_codes(logits, "sample", torch.Generator().manual_seed(7))
+    c = decode_codes(logits, "sample", torch.Generator().manual_seed(8))
+    assert a.shape == (8, 5)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_sample_follows_a_peaked_distribution():
+    logits = torch.full((2, 3, 4), -50.0)
+    logits[..., 2] = 50.0
+    assert decode_codes(logits, "sample", torch.Generator().manual_seed(0)).eq(2).all()
+
+
+def test_decode_errors():
+    with pytest.raises(ValueError, match="decode"):
+        decode_codes(torch.zeros(1, 2, 3), "beam")
+    with pytest.raises(ValueError, match="N >= M"):
+        decode_codes(torch.zeros(1, 5, 3), "top_m_distinct")

