@@ -48,6 +48,12 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_compose(tiny_root):
+    """`tiny_compose(*overrides)`: `tiny_cfg` with extra Hydra overrides (same artifacts root)."""
+    return lambda *extra: compose_tiny(tiny_root, *extra)
+
+
+@pytest.fixture(scope="session")
 def tiny_cfg(tiny_root):
     """Composed Hydra config: 2-layer GPT-2 (n_embd 32), N=8, a 40/5/8-role synthetic world."""
     return compose_tiny(tiny_root)

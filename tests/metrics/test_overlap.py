@@ -1,4 +1,4 @@
-"""Overlap metrics against nltk / sacrebleu and hand-worked numbers; merging and simulated DDP."""
+"""Overlap metrics vs nltk, sacrebleu and hand-worked numbers; merging, simulated and real DDP."""
 
 import copy
 import math
@@ -6,6 +6,7 @@ import multiprocessing
 import socket
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import sacrebleu
@@ -114,10 +115,12 @@ PCO_PREDS = ["i like paris", "i like dogs too"]
 def test_persona_coverage_hand_worked() -> None:
     # Segments {i, like, cats}, {i, live, in, paris}, {i, like, dogs} (each word one cl100k id);
     # df: i = 3, like = 2, every other token = 1.
-    # Example 1, {i, like, paris}: segment 1 covers {i, like} -> (0.419060 + 0.476505) / 2
-    #   = 0.447783; segment 2 covers {i, paris} -> (0.419060 + 0.590616) / 2 = 0.504838; max 0.504838.
-    # Example 2, {i, like, dogs, too}: covers {i, like, dogs} -> (0.419060 + 0.476505 + 0.590616) / 3
-    #   = 0.495394.  P-Co = 100 * (0.504838 + 0.495394) / 2 = 50.0116.
+    # Example 1, {i, like, paris}:
+    #   segment 1 covers {i, like}  -> (0.419060 + 0.476505) / 2 = 0.447783
+    #   segment 2 covers {i, paris} -> (0.419060 + 0.590616) / 2 = 0.504838  <- max
+    # Example 2, {i, like, dogs, too}:
+    #   segment 3 covers {i, like, dogs} -> (0.419060 + 0.476505 + 0.590616) / 3 = 0.495394
+    # P-Co = 100 * (0.504838 + 0.495394) / 2 = 50.0116
     assert all(len(metric_tokens(w)) == 1 for w in ["i", " like", " cats", " paris", " dogs"])
     example_1 = max((IDF[3] + IDF[2]) / 2, (IDF[3] + IDF[1]) / 2)
     example_2 = (IDF[3] + IDF[2] + IDF[1]) / 3
@@ -194,7 +197,7 @@ def test_identical_prediction_and_single_sample() -> None:
         assert metric.compute().item() == pytest.approx(100.0)
 
 
-def ddp_worker(rank: int, port: int, parts: list[slice | None], queue: multiprocessing.Queue) -> None:
+def ddp_worker(rank: int, port: int, parts: list[slice | None], queue: Any) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     values = {}
     for name, (factory, columns) in FACTORIES.items():

@@ -10,7 +10,11 @@ from morpheus_pl.metrics.tokenize import (
     metric_tokens,
 )
 
-TEXTS = ["I love hiking on weekends.", "我喜欢在周末去爬山。", "mixed 中英 text <|endoftext|> 42"]
+TEXTS = [
+    "I love hiking on weekends.",
+    "我喜欢在周末去爬山。",
+    "mixed 中英 text <|endoftext|> 42",  # special-token text is encoded as plain text
+]
 
 
 def test_name_is_cl100k_and_cached() -> None:

@@ -141,7 +141,7 @@ def test_contrastive_sampled_negatives_exclude_batch_codes():
     ])
     p = torch.tensor([[[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]]])
     k = torch.tensor([[0, 1]])
-    tau, n_neg = 0.07, 20
+    tau, n_neg = 0.5, 20
     # every row: positive cos 1, n_neg negatives at cos 0
     expected = -(1 / tau) + math.log(math.exp(1 / tau) + n_neg)
     for seed in range(20):

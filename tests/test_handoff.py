@@ -1,0 +1,115 @@
+"""Stage hand-off: fingerprints, checkpoint paths, saving and strict loading of stage weights."""
+
+from pathlib import Path
+
+import re
+
+import pytest
+import torch
+
+from morpheus_pl.handoff import checkpoint_path, fingerprint, load_stage_weights, save_stage
+from morpheus_pl.pipeline import build_stage
+
+STAGES = ("role_awareness", "codebook_init", "joint", "no_persona")
+
+
+def _fingerprints(cfg) -> dict[str, str]:
+    return {stage: fingerprint(cfg, stage) for stage in STAGES}
+
+
+@pytest.fixture(scope="module")
+def base_prints(tiny_compose):
+    return _fingerprints(tiny_compose())
+
+
+def test_fingerprint_is_stable(tiny_compose, base_prints):
+    assert _fingerprints(tiny_compose()) == base_prints
+    assert len(set(base_prints.values())) == len(STAGES)
+
+
+@pytest.mark.parametrize("override", ["codebook.N=16", "codebook.beta=0.1"])
+def test_codebook_settings_change_later_stages_only(tiny_compose, base_prints, override):
+    prints = _fingerprints(tiny_compose(override))
+    assert prints["role_awareness"] == base_prints["role_awareness"]
+    assert prints["no_persona"] == base_prints["no_persona"]
+    assert prints["codebook_init"] != base_prints["codebook_init"]
+    assert prints["joint"] != base_prints["joint"]
+
+
+@pytest.mark.parametrize("override", ["model.architecture.n_embd=64", "dataset.world.train_roles=41"])
+def test_model_or_dataset_change_every_stage(tiny_compose, base_prints, override):
+    prints = _fingerprints(tiny_compose(override))
+    for stage in STAGES:
+        assert prints[stage] != base_prints[stage], stage
+
+
+def test_worker_count_does_not_change_fingerprints(tiny_compose, base_prints):
+    assert _fingerprints(tiny_compose("data.num_workers=3")) == base_prints
+
+
+def test_checkpoint_path_default_and_explicit(tiny_compose, tmp_path):
+    cfg = tiny_compose()
+    default = checkpoint_path(cfg, "role_awareness")
+    assert default == (Path(cfg.paths.artifacts) / "stages" / "role_awareness"
+                       / fingerprint(cfg, "role_awareness") / "model.ckpt")
+    explicit = tmp_path / "elsewhere" / "stage1.ckpt"
+    cfg = tiny_compose(f"checkpoints.role_awareness={explicit}")
+    assert checkpoint_path(cfg, "role_awareness") == explicit
+    assert checkpoint_path(cfg, "codebook_init") != explicit  # only the named stage
+
+
+@pytest.fixture(scope="module")
+def stage1_ckpt(tiny_cfg, tiny_data, tmp_path_factory):
+    """A saved role_awareness checkpoint and the module it came from."""
+    _, tok_dir = tiny_data
+    module = build_stage(tiny_cfg, "role_awareness", tok_dir)
+    with torch.no_grad():  # weights that a fresh (seeded) build would not have
+        for param in module.parameters():
+            param.add_(0.01 * torch.randn_like(param))
+    path = tmp_path_factory.mktemp("ckpt") / "stage1" / "model.ckpt"
+    save_stage(module, path, "role_awareness", tiny_cfg)
+    return path, module
+
+
+def test_save_load_round_trip_restores_exact_weights(tiny_cfg, tiny_data, stage1_ckpt):
+    path, saved = stage1_ckpt
+    assert path.exists() and not path.with_suffix(".tmp").exists()
+    fresh = build_stage(tiny_cfg, "role_awareness", tiny_data[1])
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                     saved.state_dict().values()))
+    payload = load_stage_weights(fresh, path)
+    assert payload["stage"] == "role_awareness"
+    assert payload["fingerprint"] == fingerprint(tiny_cfg, "role_awareness")
+    expected = saved.state_dict()
+    restored = fresh.state_dict()
+    assert restored.keys() == expected.keys()
+    for name, value in expected.items():
+        assert torch.equal(restored[name], value), name
+
+
+def test_loading_a_different_width_decoder_is_incompatible(tiny_compose, tiny_data, stage1_ckpt):
+    path, _ = stage1_ckpt
+    wide = build_stage(tiny_compose("model.architecture.n_embd=64"), "role_awareness",
+                       tiny_data[1])
+    with pytest.raises(ValueError, match="incompatible"):
+        load_stage_weights(wide, path)
+
+
+def test_role_awareness_into_codebook_init_needs_new_parts(tiny_cfg, tiny_data, stage1_ckpt):
+    path, saved = stage1_ckpt
+    stage2 = build_stage(tiny_cfg, "codebook_init", tiny_data[1])
+    with pytest.raises(ValueError, match="codebook"):
+        load_stage_weights(stage2, path)
+    stage2 = build_stage(tiny_cfg, "codebook_init", tiny_data[1])
+    load_stage_weights(stage2, path, new_parts=("codebook.",))
+    restored = stage2.state_dict()
+    for name, value in saved.state_dict().items():
+        assert torch.equal(restored[name], value), name
+    assert not bool(stage2.codebook.initialised)
+
+
+def test_missing_checkpoint_names_the_path(tiny_cfg, tiny_data, tmp_path):
+    module = build_stage(tiny_cfg, "no_persona", tiny_data[1])
+    missing = tmp_path / "nowhere" / "model.ckpt"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        load_stage_weights(module, missing)
