@@ -14,21 +14,33 @@ def last_token_state(hidden: Tensor, mask: Tensor) -> Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
-class DecoderPersonaEncoder(nn.Module):
-    """The decoder itself encodes a segment: last hidden state of its last token (official code).
+def mean_state(hidden: Tensor, mask: Tensor) -> Tensor:
+    """Mean of the hidden states (.., L, d) over the real (mask 1) tokens."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(-2) / weights.sum(-2).clamp(min=1.0)
 
-    The backbone is the decoder's base model, shared with the decoder (same parameters).
+
+class DecoderPersonaEncoder(nn.Module):
+    """The decoder itself encodes a segment from its last-layer hidden states.
+
+    pooling="last": the state of the segment's last token (official code); "mean": the mean over
+    its tokens. The backbone is the decoder's base model, shared with it (same parameters).
     """
 
-    def __init__(self, decoder: PreTrainedModel) -> None:
+    def __init__(self, decoder: PreTrainedModel, pooling: str = "last") -> None:
         super().__init__()
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"encoder.pooling must be 'last' or 'mean', got {pooling!r}")
         self.backbone = decoder.base_model
+        self.pooling = pooling
         self.output_dim = decoder.config.get_text_config(decoder=True).hidden_size
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """(S, L) segment tokens -> (S, d)."""
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        return last_token_state(out.last_hidden_state, attention_mask)
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "last":
+            return last_token_state(hidden, attention_mask)
+        return mean_state(hidden, attention_mask)
 
 
 class PretrainedPersonaEncoder(nn.Module):
@@ -49,6 +61,4 @@ class PretrainedPersonaEncoder(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """(S, L) segment tokens (the encoder's own tokenizer) -> (S, d)."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return self.proj(pooled)
+        return self.proj(mean_state(hidden, attention_mask))

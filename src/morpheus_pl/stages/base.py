@@ -40,7 +40,7 @@ class PersonaDialogStage(L.LightningModule):
         self.loss_cfg = loss
         if self.uses_persona:
             if encoder["kind"] == "decoder":
-                self.persona_encoder = DecoderPersonaEncoder(self.decoder)
+                self.persona_encoder = DecoderPersonaEncoder(self.decoder, encoder["pooling"])
             elif encoder["kind"] == "pretrained":
                 self.persona_encoder = PretrainedPersonaEncoder(encoder["name_or_path"], self.hidden_size)
             else:
