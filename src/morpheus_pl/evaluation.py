@@ -19,20 +19,12 @@ from tqdm import tqdm
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.generation import GenerationConfig, generate_batch
 from morpheus_pl.metrics.report import metric_tokenizer_name, score_predictions
+from morpheus_pl.modules.code_predictor import set_recall
 from morpheus_pl.stages.base import PersonaDialogStage
 
 log = logging.getLogger("morpheus_pl")
 COLUMNS = ("persona_fact_accuracy", "code_recall", "bleu1", "bleu2", "corpus_bleu",
            "distinct1", "distinct2", "p_co")
-
-
-def _code_recall(picked: torch.Tensor, true: torch.Tensor) -> list[float]:
-    """Per example: share of the true persona's nearest codes that the predictor picked."""
-    out = []
-    for p_row, t_row in zip(picked.tolist(), true.tolist()):
-        wanted = set(t_row)
-        out.append(len(wanted & set(p_row)) / len(wanted))
-    return out
 
 
 def generate_system(module: PersonaDialogStage, dm: PersonaDialogDataModule, system: str,
@@ -46,7 +38,7 @@ def generate_system(module: PersonaDialogStage, dm: PersonaDialogDataModule, sys
         if codes is not None:
             with torch.no_grad():
                 true = module.codebook.nearest(module.persona_vectors(batch))
-            recall = _code_recall(codes, true)
+            recall = set_recall(codes, true).tolist()
         for i, (ex, text) in enumerate(zip(batch["examples"], texts)):
             rows.append({
                 "system": system, "persona": list(ex.persona), "history": list(ex.context),

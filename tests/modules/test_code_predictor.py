@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from morpheus_pl.modules.code_predictor import CodePredictor, code_loss, decode_codes
+from morpheus_pl.modules.code_predictor import CodePredictor, code_loss, decode_codes, set_recall
 
 
 def test_predictor_shapes_and_slots_differ():
@@ -106,3 +106,10 @@ def test_decode_errors():
         decode_codes(torch.zeros(1, 2, 3), "beam")
     with pytest.raises(ValueError, match="N >= M"):
         decode_codes(torch.zeros(1, 5, 3), "top_m_distinct")
+
+
+def test_set_recall_counts_distinct_true_codes_found_in_any_slot() -> None:
+    true = torch.tensor([[1, 2, 3, 1, 2], [4, 4, 4, 4, 4]])
+    picked = torch.tensor([[3, 2, 9, 8, 7], [0, 1, 2, 3, 5]])
+    # row 0: distinct true {1, 2, 3}, picked has 2 and 3 -> 2/3; row 1: {4} not picked -> 0
+    assert torch.allclose(set_recall(picked, true), torch.tensor([2 / 3, 0.0]))

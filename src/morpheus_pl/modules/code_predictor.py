@@ -54,3 +54,16 @@ def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = 
         flat = torch.multinomial(probs.reshape(-1, n), 1, generator=generator)
         return flat.view(batch, m)
     raise ValueError(f"predictor.decode must be one of {DECODE_MODES}, got {mode!r}")
+
+
+def set_recall(picked: Tensor, true: Tensor) -> Tensor:
+    """Per example (B,): share of the distinct true codes (B, M) found among the picked (B, M').
+
+    Slots carry no order, so this set view, not per-slot accuracy, says whether the history ->
+    persona inference works.
+    """
+    hit = (true[:, :, None] == picked[:, None, :]).any(-1)  # (B, M)
+    first = torch.ones_like(hit)
+    for j in range(1, true.shape[1]):
+        first[:, j] = ~(true[:, :j] == true[:, j : j + 1]).any(-1)
+    return (hit & first).sum(-1).float() / first.sum(-1).float()

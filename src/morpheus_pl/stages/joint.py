@@ -3,10 +3,9 @@ prediction from the history alone, contrastive loss; weighted sum with weights f
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from morpheus_pl.modules.code_predictor import CodePredictor, code_loss
+from morpheus_pl.modules.code_predictor import CodePredictor, code_loss, decode_codes, set_recall
 from morpheus_pl.modules.persona_codebook import contrastive_loss, straight_through, vq_loss
 from morpheus_pl.modules.prefix_lm import history_state, prefix_lm_loss
 from morpheus_pl.stages.codebook_init import CodebookInitStage
@@ -34,8 +33,9 @@ class JointTrainingStage(CodebookInitStage):
         z = straight_through(p, e_k, self.codebook_cfg["straight_through"])
         kv = self.projector(z)
         logits = self.code_logits(batch)
-        self.log("train/code_acc" if self.training else "val/code_acc",
-                 (logits.argmax(-1) == k).float().mean(), batch_size=p.shape[0])
+        picked = decode_codes(logits.detach(), "top_m_distinct")
+        self.log(f"{'train' if self.training else 'val'}/code_recall",
+                 set_recall(picked, k).mean(), batch_size=p.shape[0])
         return {
             "vq": vq_loss(p, e_k, self.codebook_cfg["beta"]),
             "gen": prefix_lm_loss(self.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"], kv),
@@ -44,10 +44,3 @@ class JointTrainingStage(CodebookInitStage):
                 p, self.codebook.codes, k, self.loss_cfg["tau"], self.loss_cfg.get("contrastive_negatives")
             ),
         }
-
-    @torch.no_grad()
-    def codebook_usage(self, k: Tensor) -> dict[str, float]:
-        counts = torch.bincount(k.reshape(-1), minlength=self.codebook.num_codes).float()
-        probs = counts / counts.sum()
-        entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
-        return {"perplexity": float(entropy.exp()), "dead_codes": int((counts == 0).sum())}
