@@ -175,3 +175,19 @@ def test_initialised_survives_state_dict_round_trip():
 def test_bad_num_codes():
     with pytest.raises(ValueError, match="N"):
         PersonaCodebook(0, 3)
+
+
+def test_dead_codes_are_reseeded_onto_persona_vectors_and_live_ones_kept() -> None:
+    book = PersonaCodebook(4, 3)
+    before = book.codes.detach().clone()
+    p = torch.randn(2, 5, 3)
+    k = torch.zeros(2, 5, dtype=torch.long)  # every vector chose code 0
+    total = 0
+    for _ in range(30):
+        total += book.reseed_dead_codes(p, k, decay=0.5, threshold=0.01)
+    assert total >= 3
+    assert torch.equal(book.codes[0], before[0])
+    flat = p.reshape(-1, 3)
+    for code in book.codes[1:].detach():
+        assert (flat == code).all(-1).any(), "a re-seeded code must equal one of the batch's vectors"
+    assert book.reseed_dead_codes(p, k, decay=0.5, threshold=0.0) == 0

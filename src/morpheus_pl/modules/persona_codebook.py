@@ -23,6 +23,7 @@ class PersonaCodebook(nn.Module):
             raise ValueError(f"codebook.N must be >= 1, got {num_codes}")
         self.codes = nn.Parameter(torch.empty(num_codes, dim).uniform_(-1 / num_codes, 1 / num_codes))
         self.register_buffer("initialised", torch.tensor(False))
+        self.register_buffer("usage", torch.ones(num_codes))
 
     @property
     def num_codes(self) -> int:
@@ -47,6 +48,28 @@ class PersonaCodebook(nn.Module):
         """e_k for code indices k (...,) -> (..., d)."""
         return F.embedding(k, self.codes)
 
+    @torch.no_grad()
+    def reseed_dead_codes(self, p: Tensor, k: Tensor, decay: float, threshold: float,
+                          generator: torch.Generator | None = None) -> int:
+        """Move codes that (almost) no persona vector chooses back onto the data.
+
+        `usage` is an exponential moving average of each code's share of the assignments k,
+        scaled so that uniform use is 1. Codes whose usage falls below `threshold` are set to
+        random persona vectors p of the batch and their usage reset to 1; returns how many.
+        Adam moves every code by about the learning rate per step whatever its gradient, so
+        unchosen codes drift away from the persona vectors and the codebook collapses onto a
+        few codes; this keeps it on the data (the dead-code re-seeding of common VQ practice).
+        """
+        n = self.num_codes
+        share = torch.bincount(k.reshape(-1), minlength=n).float() * n / k.numel()
+        self.usage.mul_(decay).add_(share, alpha=1.0 - decay)
+        dead = (self.usage < threshold).nonzero().squeeze(-1)
+        if dead.numel():
+            flat = p.detach().reshape(-1, p.shape[-1])
+            pick = torch.randint(flat.shape[0], (dead.numel(),), generator=generator)
+            self.codes[dead] = flat[pick.to(flat.device)].to(self.codes.dtype)
+            self.usage[dead] = 1.0
+        return int(dead.numel())
 
 def vq_loss(p: Tensor, e_k: Tensor, beta: float) -> Tensor:
     """Eq. 9: ||sg[p] - e_k||^2 + beta ||sg[e_k] - p||^2, squared error averaged per element.

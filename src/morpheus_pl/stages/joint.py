@@ -33,6 +33,7 @@ class JointTrainingStage(CodebookInitStage):
         z = straight_through(p, e_k, self.codebook_cfg["straight_through"])
         kv = self.projector(z)
         logits = self.code_logits(batch)
+        self._assignment = (p.detach(), k)
         picked = decode_codes(logits.detach(), "top_m_distinct")
         self.log(f"{'train' if self.training else 'val'}/code_recall",
                  set_recall(picked, k).mean(), batch_size=p.shape[0])
@@ -44,3 +45,12 @@ class JointTrainingStage(CodebookInitStage):
                 p, self.codebook.codes, k, self.loss_cfg["tau"], self.loss_cfg.get("contrastive_negatives")
             ),
         }
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        """After the optimiser step: re-seed dead codes (codebook.reseed_below > 0)."""
+        threshold = self.codebook_cfg["reseed_below"]
+        if threshold > 0:
+            p, k = self._assignment
+            reseeded = self.codebook.reseed_dead_codes(p, k, self.codebook_cfg["usage_decay"], threshold)
+            self.log("train/reseeded_codes", float(reseeded), batch_size=p.shape[0])
+        self.log("train/codes_in_use", float((self.codebook.usage >= 0.01).sum()), batch_size=1)
