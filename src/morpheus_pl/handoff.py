@@ -40,8 +40,6 @@ def _select(cfg: DictConfig, dotted: str):
 def fingerprint(cfg: DictConfig, stage: str) -> str:
     """Hash of the settings that determine `stage`'s checkpoint (and nothing else)."""
     settings = {key: _select(cfg, key) for key in STAGE_KEYS[stage]}
-    if stage == "joint":
-        settings["stage_seed"] = OmegaConf.select(cfg, "train.joint.seed")
     blob = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
