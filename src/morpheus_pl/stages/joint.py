@@ -34,7 +34,7 @@ class JointTrainingStage(CodebookInitStage):
         kv = self.projector(z)
         logits = self.code_logits(batch)
         self._assignment = (p.detach(), k)
-        picked = decode_codes(logits.detach(), "top_m_distinct")
+        picked = decode_codes(logits.detach(), self.predictor_cfg["decode"])
         self.log(f"{'train' if self.training else 'val'}/code_recall",
                  set_recall(picked, k).mean(), batch_size=p.shape[0])
         return {
