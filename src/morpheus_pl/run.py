@@ -7,6 +7,7 @@ test split. The last line printed is the run's output directory.
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from morpheus_pl.data.sources import world_dir
 from morpheus_pl.evaluation import evaluate
 from morpheus_pl.generation import GenerationConfig
 from morpheus_pl.handoff import checkpoint_path
@@ -51,9 +53,9 @@ def run(cfg: DictConfig) -> Path:
                     systems[f"morpheus/{mode}"] = (module, system, mode)
         t0 = time.perf_counter()
         extra = {"dataset": cfg.dataset.name, "timing": timing}
-        world = Path(dm.read("test")[0].source.split(":")[0]).parent / "world.json"
-        if cfg.dataset.source == "world" and world.exists():
-            extra["world"] = OmegaConf.to_container(OmegaConf.load(world), resolve=True)
+        if cfg.dataset.source == "world":
+            world = world_dir(cfg.dataset.root, OmegaConf.to_container(cfg.dataset.world)) / "world.json"
+            extra["world"] = json.loads(world.read_text())
         evaluate(systems, dm, out_dir, GenerationConfig(**cfg.generation), list(cfg.eval.seeds),
                  cfg.dataset.sacrebleu_tokenize, extra)
         timing["evaluate_s"] = round(time.perf_counter() - t0, 1)

@@ -11,7 +11,6 @@ collates batches that carry every view a stage needs:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -163,9 +162,3 @@ class PersonaDialogDataModule(L.LightningDataModule):
         for ex in self.read("train"):
             texts += [*ex.persona, *ex.context, ex.response]
         return texts
-
-    def describe(self) -> dict:
-        return {split: len(self.read(split)) for split in ("train", "val", "test")} | {
-            "dataset": self.dataset["name"],
-            "first_example": asdict(self.read("train")[0]),
-        }
