@@ -61,3 +61,27 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     assert stage1[0].stat().st_mtime_ns == mtime
     joint = list((tmp_path / "artifacts" / "stages" / "joint").glob("*/model.ckpt"))
     assert len(joint) == 2
+
+
+@pytest.mark.slow
+def test_pipeline_on_convai2_json_files_from_a_local_root(tmp_path: Path) -> None:
+    """`dataset=convai2 dataset.root=DIR` runs offline on files in the paper's JSON format."""
+    from morpheus_pl.data.synthetic_world import PersonaWorld, WorldConfig
+
+    data = PersonaWorld(WorldConfig(train_roles=50, val_roles=5, test_roles=10, seed=3)).generate()
+    root = tmp_path / "convai2"
+    root.mkdir()
+    for split, records in data.items():
+        plain = [{k: r[k] for k in ("persona", "context", "response")} for r in records]
+        (root / f"{split}_datas_en.json").write_text(json.dumps(plain))
+    out_dir = tmp_path / "run"
+    overrides = [o for o in TINY if not o.startswith("dataset.world")]
+    env = {**os.environ, "MORPHEUS_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "morpheus_pl.run", "dataset=convai2", f"dataset.root={root}",
+           *overrides, f"hydra.run.dir={out_dir}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["dataset"] == "convai2"
+    assert "persona_fact_accuracy" not in results["no_persona"]
+    assert results["morpheus"]["bleu1"] >= 0.0
