@@ -42,6 +42,8 @@ class PersonaDialogStage(L.LightningModule):
             if encoder["kind"] == "decoder":
                 self.persona_encoder = DecoderPersonaEncoder(self.decoder, encoder["pooling"])
             elif encoder["kind"] == "pretrained":
+                if encoder["pooling"] != "mean":
+                    raise ValueError("a pretrained persona encoder is mean-pooled: set encoder.pooling=mean")
                 self.persona_encoder = PretrainedPersonaEncoder(encoder["name_or_path"], self.hidden_size)
             else:
                 raise ValueError(f"encoder.kind must be 'decoder' or 'pretrained', got {encoder['kind']!r}")
