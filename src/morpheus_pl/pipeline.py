@@ -50,9 +50,10 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
     """
     dm = PersonaDialogDataModule(dataset=_plain(cfg, "dataset"), **_plain(cfg, "data"))
     tok_cfg = _plain(cfg, "model")["tokenizer"]
-    key = json.dumps([_plain(cfg, "dataset"), _plain(cfg, "model")], sort_keys=True, default=str)
+    key = json.dumps([_plain(cfg, "dataset"), tok_cfg], sort_keys=True, default=str)
     tok_dir = Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
-    if (tok_dir / "tokenizer.json").exists():
+    saved = (tok_dir / "tokenizer.json").exists()
+    if saved:
         tokenizer = load_tokenizer(tok_dir)
     elif tok_cfg.get("train_vocab_size"):
         tokenizer = train_tokenizer(dm.training_texts(), tok_cfg["train_vocab_size"], tok_dir)
@@ -62,7 +63,8 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
     if cfg.encoder.kind == "pretrained":
         segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path)
     dm.set_tokenizers(tokenizer, segment_tokenizer)
-    tokenizer.save_pretrained(str(tok_dir))
+    if not saved:
+        tokenizer.save_pretrained(str(tok_dir))
     dm.setup()
     return dm, str(tok_dir)
 
