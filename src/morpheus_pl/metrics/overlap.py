@@ -3,15 +3,7 @@
 Texts are tokenised into cl100k token ids (`metrics.tokenize`, Appendix A.1), except for
 `CorpusBLEU`, which keeps sacrebleu's own tokenisation. Scores are ×100, except
 `PersonaFactAccuracy` (a fraction in [0, 1]). A metric that has seen no sample returns nan.
-
-DDP: what is known per sample at update time is kept as sums (`dist_reduce_fx="sum"`). Corpus
-metrics (CorpusBLEU, Distinct, P-Co) keep their raw data in flat "cat" states: torchmetrics
-gathers tensors only, so python strings, sets or dicts would silently stay per-process; texts are
-kept as UTF-8 bytes, token ids as ids, rows closed by -1. All "cat" states of a metric are
-appended together, so rows stay aligned after a merge or a gather. These states use the metric's
-float dtype, because a process that never called `update` sends torchmetrics' placeholder
-`torch.tensor([], dtype=metric.dtype)` and all_gather needs one dtype on every process; float32
-holds the integers exactly (cl100k ids < 100,277, bytes, counts < 2**24). Keep float32 or float64.
+How the states survive DDP: `metrics.state`.
 """
 
 from __future__ import annotations
@@ -25,36 +17,20 @@ import sacrebleu
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
+from morpheus_pl.metrics.bleu import ngrams, sentence_bleu
+from morpheus_pl.metrics.state import (
+    check_lengths,
+    flat,
+    mean_or_nan,
+    pack_rows,
+    pack_texts,
+    scalar,
+    state_ints,
+    unpack_rows,
+    unpack_texts,
+)
 from morpheus_pl.metrics.tokenize import metric_token_ids
-
-
-def _ngrams(tokens: Sequence[int], n: int) -> list[tuple[int, ...]]:
-    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-
-
-def sentence_bleu(hypothesis: Sequence[int], reference: Sequence[int], n: int) -> float:
-    """nltk `sentence_bleu(..., weights=(1/n,) * n)` without smoothing, in [0, 1].
-
-    p_k = clipped matched k-grams / max(1, k-grams of the hypothesis);
-    BLEU = BP * exp(sum_k log(p_k) / n), BP = 1 if |hyp| > |ref| else exp(1 - |ref| / |hyp|).
-    Any p_k = 0, or an empty hypothesis, gives 0 (nltk: 0, or ~1e-154 with a warning).
-    """
-    if not hypothesis:
-        return 0.0
-    log_precision = 0.0
-    for k in range(1, n + 1):
-        reference_counts = Counter(_ngrams(reference, k))
-        hypothesis_counts = Counter(_ngrams(hypothesis, k))
-        matched = sum(min(c, reference_counts[g]) for g, c in hypothesis_counts.items())
-        if matched == 0:
-            return 0.0
-        log_precision += math.log(matched / max(1, len(hypothesis) - k + 1)) / n
-    ratio = len(reference) / len(hypothesis)
-    brevity = 1.0 if len(hypothesis) > len(reference) else math.exp(1 - ratio)
-    return brevity * math.exp(log_precision)
-
 
 _SPACELESS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # kana and CJK ideographs
 _WORD = f"[^\\W{_SPACELESS}]"  # a word character of a script written with spaces
@@ -85,53 +61,6 @@ def fact_correct(prediction: str, fact: str, options: Sequence[str]) -> bool:
     return mentioned == {fact.strip().casefold()}
 
 
-def _check_lengths(*columns: Sequence) -> None:
-    if len({len(column) for column in columns}) > 1:
-        raise ValueError(f"inputs differ in length: {[len(column) for column in columns]}")
-
-
-def _scalar(metric: Metric, value: float) -> Tensor:
-    return torch.tensor(value, dtype=torch.float32, device=metric.device)
-
-
-def _mean(metric: Metric, total: float, count: int, scale: float) -> Tensor:
-    """scale * total / count; nan when there is no sample (count 0)."""
-    return _scalar(metric, scale * total / count if count else math.nan)
-
-
-def _flat(metric: Metric, values: Sequence[int]) -> Tensor:
-    """Integers as a "cat" state tensor in the metric's float dtype (see the module docstring)."""
-    return torch.tensor(values, dtype=metric.dtype, device=metric.device)
-
-
-def _pack(metric: Metric, rows: Sequence[Sequence[int]]) -> Tensor:
-    """Rows of non-negative integers as one flat "cat" state tensor, each row closed by -1."""
-    return _flat(metric, [value for row in rows for value in (*row, -1)])
-
-
-def _cat(state: Tensor | list[Tensor]) -> list[int]:
-    return dim_zero_cat(state).long().tolist() if len(state) else []
-
-
-def _unpack(state: Tensor | list[Tensor]) -> list[list[int]]:
-    rows, row = [], []
-    for value in _cat(state):
-        if value < 0:
-            rows.append(row)
-            row = []
-        else:
-            row.append(value)
-    return rows
-
-
-def _utf8(metric: Metric, texts: Sequence[str]) -> Tensor:
-    return _pack(metric, [text.encode("utf-8") for text in texts])
-
-
-def _texts(state: Tensor | list[Tensor]) -> list[str]:
-    return [bytes(row).decode("utf-8") for row in _unpack(state)]
-
-
 class SentenceBLEU(Metric):
     """BLEU-n: mean over pairs of `sentence_bleu` on cl100k ids (no smoothing), ×100."""
 
@@ -148,7 +77,7 @@ class SentenceBLEU(Metric):
         self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
 
     def update(self, preds: list[str], targets: list[str]) -> None:
-        _check_lengths(preds, targets)
+        check_lengths(preds, targets)
         scores = [
             sentence_bleu(metric_token_ids(p), metric_token_ids(t), self.n)
             for p, t in zip(preds, targets)
@@ -157,7 +86,7 @@ class SentenceBLEU(Metric):
         self.count += len(scores)
 
     def compute(self) -> Tensor:
-        return _mean(self, self.bleu_sum.item(), self.count.item(), 100.0)
+        return mean_or_nan(self, self.bleu_sum.item(), self.count.item(), 100.0)
 
 
 class CorpusBLEU(Metric):
@@ -173,16 +102,16 @@ class CorpusBLEU(Metric):
         self.add_state("targets", default=[], dist_reduce_fx="cat")
 
     def update(self, preds: list[str], targets: list[str]) -> None:
-        _check_lengths(preds, targets)
-        self.preds.append(_utf8(self, preds))
-        self.targets.append(_utf8(self, targets))
+        check_lengths(preds, targets)
+        self.preds.append(pack_texts(self, preds))
+        self.targets.append(pack_texts(self, targets))
 
     def compute(self) -> Tensor:
-        preds = _texts(self.preds)
+        preds = unpack_texts(self.preds)
         if not preds:
-            return _scalar(self, math.nan)
-        bleu = sacrebleu.corpus_bleu(preds, [_texts(self.targets)], tokenize=self.tokenize)
-        return _scalar(self, bleu.score)
+            return scalar(self, math.nan)
+        bleu = sacrebleu.corpus_bleu(preds, [unpack_texts(self.targets)], tokenize=self.tokenize)
+        return scalar(self, bleu.score)
 
 
 class Distinct(Metric):
@@ -206,14 +135,14 @@ class Distinct(Metric):
         self.add_state("preds", default=[], dist_reduce_fx="cat")
 
     def update(self, preds: list[str], targets: list[str] | None = None) -> None:
-        self.preds.append(_pack(self, [metric_token_ids(p) for p in preds]))
+        self.preds.append(pack_rows(self, [metric_token_ids(p) for p in preds]))
 
     def compute(self) -> Tensor:
-        preds = _unpack(self.preds)
+        preds = unpack_rows(self.preds)
         if not preds:
-            return _scalar(self, math.nan)
-        grams = [gram for tokens in preds for gram in _ngrams(tokens, self.n)]
-        return _mean(self, len(set(grams)), len(grams), 100.0) if grams else _scalar(self, 0.0)
+            return scalar(self, math.nan)
+        grams = [gram for tokens in preds for gram in ngrams(tokens, self.n)]
+        return mean_or_nan(self, len(set(grams)), len(grams), 100.0) if grams else scalar(self, 0.0)
 
 
 class PersonaCoverage(Metric):
@@ -236,25 +165,25 @@ class PersonaCoverage(Metric):
         self.add_state("segments_per_example", default=[], dist_reduce_fx="cat")
 
     def update(self, preds: list[str], personas: list[list[str]]) -> None:
-        _check_lengths(preds, personas)
+        check_lengths(preds, personas)
         segments = [metric_token_ids(segment) for persona in personas for segment in persona]
-        self.preds.append(_pack(self, [metric_token_ids(p) for p in preds]))
-        self.segments.append(_pack(self, segments))
-        self.segments_per_example.append(_flat(self, [len(p) for p in personas]))
+        self.preds.append(pack_rows(self, [metric_token_ids(p) for p in preds]))
+        self.segments.append(pack_rows(self, segments))
+        self.segments_per_example.append(flat(self, [len(p) for p in personas]))
 
     def compute(self) -> Tensor:
-        preds = _unpack(self.preds)
-        segments = [set(segment) for segment in _unpack(self.segments)]
+        preds = unpack_rows(self.preds)
+        segments = [set(segment) for segment in unpack_rows(self.segments)]
         document_frequency = Counter(token for segment in segments for token in segment)
         idf = {t: 1.0 / (1.0 + math.log(1.0 + df)) for t, df in document_frequency.items()}
         total, start = 0.0, 0
-        for pred, count in zip(preds, _cat(self.segments_per_example)):
+        for pred, count in zip(preds, state_ints(self.segments_per_example)):
             tokens, best = set(pred), 0.0
             for segment in segments[start : start + count]:
                 if covered := segment & tokens:
                     best = max(best, math.fsum(idf[t] for t in covered) / len(covered))
             total, start = total + best, start + count
-        return _mean(self, total, len(preds), 100.0)
+        return mean_or_nan(self, total, len(preds), 100.0)
 
 
 class PersonaFactAccuracy(Metric):
@@ -275,9 +204,9 @@ class PersonaFactAccuracy(Metric):
         self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
 
     def update(self, preds: list[str], facts: list[str], fact_options: list[list[str]]) -> None:
-        _check_lengths(preds, facts, fact_options)
+        check_lengths(preds, facts, fact_options)
         self.correct += sum(fact_correct(*row) for row in zip(preds, facts, fact_options))
         self.count += len(preds)
 
     def compute(self) -> Tensor:
-        return _mean(self, self.correct.item(), self.count.item(), 1.0)
+        return mean_or_nan(self, self.correct.item(), self.count.item(), 1.0)
