@@ -23,8 +23,8 @@ from morpheus_pl.modules.code_predictor import set_recall
 from morpheus_pl.stages.base import PersonaDialogStage
 
 log = logging.getLogger("morpheus_pl")
-COLUMNS = ("persona_fact_accuracy", "code_recall", "bleu1", "bleu2", "corpus_bleu",
-           "distinct1", "distinct2", "p_co")
+COLUMNS = ("persona_fact_accuracy", "code_recall", "bleu1", "bleu2", "corpus_bleu", "rouge_l",
+           "rouge_l_recall", "distinct1", "distinct2", "self_bleu1", "self_bleu2", "p_co")
 
 
 def generate_system(module: PersonaDialogStage, dm: PersonaDialogDataModule, system: str,
@@ -108,7 +108,8 @@ def results_table(results: dict, per_seed: dict, report: dict) -> str:
                 cells.append(f"{res[c]:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     notes = [f"\nSeeds: {report['seeds']}. Metric tokenizer: {report['metric_tokenizer']}. "
-             "persona_fact_accuracy and code_recall are fractions; the others ×100."]
+             "persona_fact_accuracy and code_recall are fractions; the others ×100. "
+             "self_bleu: lower is more diverse."]
     for key in ("world", "timing"):
         if key in report:
             notes.append(f"\n{key}: `{json.dumps(report[key])}`")

@@ -13,17 +13,22 @@ from morpheus_pl.metrics.overlap import (
     PersonaFactAccuracy,
     SentenceBLEU,
 )
+from morpheus_pl.metrics.rouge import RougeL
+from morpheus_pl.metrics.self_bleu import SelfBLEU
 from morpheus_pl.metrics.tokenize import metric_tokenizer
 
 
 def score_predictions(
     preds: Sequence[str], examples: Sequence[DialogExample], separator: str, sacrebleu_tokenize: str
 ) -> dict[str, float]:
-    """BLEU-1/2 (sentence, averaged), corpus BLEU, Distinct-1/2, P-Co, and persona-fact accuracy
-    where the dataset records facts. Values ×100 except the accuracy (a fraction)."""
+    """BLEU-1/2 (sentence, averaged), corpus BLEU, ROUGE-L (F and recall), Distinct-1/2,
+    self-BLEU-1/2 (against all other predictions), P-Co, and persona-fact accuracy where the
+    dataset records facts. Values ×100 except the accuracy (a fraction)."""
     preds = list(preds)
     refs = [ex.response for ex in examples]
-    personas = [[s for sent in ex.persona for s in split_sentences(sent, separator)] for ex in examples]
+    personas = [
+        [s for sent in ex.persona for s in split_sentences(sent, separator)] for ex in examples
+    ]
     metrics = {
         "bleu1": SentenceBLEU(1), "bleu2": SentenceBLEU(2),
         "corpus_bleu": CorpusBLEU(tokenize=sacrebleu_tokenize),
@@ -32,10 +37,13 @@ def score_predictions(
     for name, metric in metrics.items():
         metric.update(preds, refs)
         out[name] = float(metric.compute())
+    rouge = RougeL()
+    rouge.update(preds, refs)
+    out.update({name: float(value) for name, value in rouge.compute().items()})
     for n in (1, 2):
-        distinct = Distinct(n)
-        distinct.update(preds)
-        out[f"distinct{n}"] = float(distinct.compute())
+        for name, metric in ((f"distinct{n}", Distinct(n)), (f"self_bleu{n}", SelfBLEU(n))):
+            metric.update(preds)
+            out[name] = float(metric.compute())
     p_co = PersonaCoverage()
     p_co.update(preds, personas)
     out["p_co"] = float(p_co.compute())
