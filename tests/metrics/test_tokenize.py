@@ -25,7 +25,7 @@ def test_name_is_cl100k_and_cached() -> None:
 
 
 def test_known_cl100k_ids() -> None:
-    assert metric_token_ids("hello world") == [15339, 1917]
+    assert metric_token_ids("hello world") == (15339, 1917)
     assert metric_tokenizer()[0].n_vocab == 100277
 
 

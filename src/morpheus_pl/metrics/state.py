@@ -54,14 +54,12 @@ def state_ints(state: Tensor | list[Tensor]) -> list[int]:
 
 def unpack_rows(state: Tensor | list[Tensor]) -> list[list[int]]:
     """The rows that `pack_rows` packed, in update (then process) order."""
-    rows, row = [], []
-    for value in state_ints(state):
-        if value < 0:
-            rows.append(row)
-            row = []
-        else:
-            row.append(value)
-    return rows
+    if not len(state):
+        return []
+    values = dim_zero_cat(state).long()
+    ends = torch.nonzero(values < 0).flatten().tolist()
+    flat_values = values.tolist()
+    return [flat_values[start + 1 : end] for start, end in zip([-1, *ends], ends)]
 
 
 def pack_texts(metric: Metric, texts: Sequence[str]) -> Tensor:

@@ -30,10 +30,14 @@ def metric_tokenizer() -> tuple[tiktoken.Encoding, str]:
         return tiktoken.get_encoding(CL100K_OFFLINE), CL100K_OFFLINE
 
 
-def metric_token_ids(text: str) -> list[int]:
-    """cl100k token ids of `text`; special-token strings such as `<|endoftext|>` are plain text."""
+@lru_cache(maxsize=1 << 16)
+def metric_token_ids(text: str) -> tuple[int, ...]:
+    """cl100k token ids of `text`; special-token strings such as `<|endoftext|>` are plain text.
+
+    Cached: every metric of an evaluation tokenises the same predictions again.
+    """
     encoding, _ = metric_tokenizer()
-    return encoding.encode_ordinary(text)
+    return tuple(encoding.encode_ordinary(text))
 
 
 def metric_tokens(text: str) -> list[str]:
