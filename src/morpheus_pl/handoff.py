@@ -25,6 +25,7 @@ STAGE_KEYS = {
     "codebook_init": (*_PERSONA, "train.role_awareness", "codebook"),
     "joint": (*_PERSONA, "train.role_awareness", "codebook", "predictor", "loss", "train.joint"),
     "no_persona": (*_SHARED, "train.no_persona"),
+    "scorer": ("dataset", "scorer", "seed"),
 }
 _IGNORED = ("num_workers", "eval_batch_size")
 

@@ -2,7 +2,7 @@
 
 `train_stage` returns the checkpoint of a stage, training it (and what it builds on) only when
 no checkpoint with the same fingerprint exists; an interrupted stage resumes from its last
-Lightning checkpoint.
+Lightning checkpoint. `train_scorer`/`load_scorer` do the same for the consistency scorer.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from morpheus_pl.data.consistency import LABEL_NAMES, ConsistencyDataModule
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.handoff import checkpoint_path, load_stage_weights, save_stage
 from morpheus_pl.modules.decoder import load_tokenizer, train_tokenizer
+from morpheus_pl.modules.text_classifier import train_pair_tokenizer
 from morpheus_pl.stages.base import PersonaDialogStage
 from morpheus_pl.stages.codebook_init import CodebookInitStage
+from morpheus_pl.stages.consistency_scorer import ConsistencyScorerStage
 from morpheus_pl.stages.joint import JointTrainingStage
 from morpheus_pl.stages.no_persona import NoPersonaStage
 from morpheus_pl.stages.role_awareness import RoleAwarenessStage
@@ -131,3 +134,72 @@ def load_trained(cfg: DictConfig, stage: str, tokenizer_dir: str, path: Path) ->
     module = build_stage(cfg, stage, tokenizer_dir)
     load_stage_weights(module, path)
     return module.eval()
+
+
+def _scorer_module(cfg: DictConfig, tokenizer_dir: Path) -> ConsistencyScorerStage:
+    sc = _plain(cfg, "scorer")
+    return ConsistencyScorerStage(str(tokenizer_dir), sc["model"], sc["optim"], sc["max_length"],
+                                  sc["max_context_turns"])
+
+
+def _scorer_tokenizer_dir(cfg: DictConfig, path: Path, dm: PersonaDialogDataModule) -> Path | str:
+    """A trained scorer tokenizer lives beside its checkpoint; a pretrained one is its model's."""
+    model = _plain(cfg, "scorer")["model"]
+    vocab_size = (model.get("tokenizer") or {}).get("train_vocab_size")
+    if not vocab_size:
+        return model["name_or_path"]
+    tok_dir = path.parent / "tokenizer"
+    if not (tok_dir / "tokenizer.json").exists():
+        train_pair_tokenizer(dm.training_texts(), vocab_size, tok_dir)
+    return tok_dir
+
+
+def train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule) -> Path:
+    """Checkpoint of the consistency scorer: reused when it exists, else trained on the
+    training split's triples and tested on the test split's; `scorer_report.json` beside it
+    holds the held-out accuracy and confusion matrix."""
+    path = checkpoint_path(cfg, "scorer")
+    if path.exists():
+        log.info("scorer: reusing %s", path)
+        return path
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = _scorer_module(cfg, _scorer_tokenizer_dir(cfg, path, dm))
+    sc = cfg.scorer
+    data = ConsistencyDataModule({split: dm.read(split) for split in ("train", "val", "test")},
+                                 module.tokenizer, sc.batch_size, sc.max_length,
+                                 sc.max_context_turns, cfg.seed)
+    last = ModelCheckpoint(dirpath=str(path.parent / "resume"), save_last=True,
+                           every_n_train_steps=cfg.train.checkpoint_every_n_steps)
+    trainer = _trainer(cfg, "scorer", path.parent, sc.max_steps, [last])
+    resume = path.parent / "resume" / "last.ckpt"
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None)
+    trainer.test(module, datamodule=data, verbose=False)
+    confusion = module.test_confusion.compute()
+    report = {
+        "held_out_split": "test",
+        "held_out_triples": int(confusion.sum()),
+        "held_out_accuracy": float(confusion.trace() / confusion.sum().clamp(min=1)),
+        "confusion_matrix": confusion.tolist(),
+        "confusion_matrix_axes": "rows: true label, columns: predicted; labels "
+                                 + ", ".join(f"{k} {v}" for k, v in sorted(LABEL_NAMES.items())),
+    }
+    save_stage(module, path, "scorer", cfg)
+    (path.parent / "scorer_report.json").write_text(json.dumps(report, indent=2))
+    log.info("scorer: held-out accuracy %.3f on %d test triples; confusion %s",
+             report["held_out_accuracy"], report["held_out_triples"], report["confusion_matrix"])
+    return path
+
+
+def load_scorer(cfg: DictConfig, dm: PersonaDialogDataModule) -> tuple[ConsistencyScorerStage | None, dict]:
+    """The trained scorer and its report, or (None, why it is missing)."""
+    path = checkpoint_path(cfg, "scorer")
+    if not path.exists():
+        why = (f"no consistency scorer checkpoint at {path}: Con.Score and Coh-Con.Score are "
+               f"reported as missing (train one with stage=scorer, or pass checkpoints.scorer=PATH)")
+        log.warning(why)
+        return None, {"checkpoint": None, "missing": why}
+    module = _scorer_module(cfg, _scorer_tokenizer_dir(cfg, path, dm))
+    load_stage_weights(module, path)
+    report_path = path.parent / "scorer_report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    return module.eval(), {"checkpoint": str(path), **report}

@@ -1,8 +1,9 @@
 """Hydra entry point: `python -m morpheus_pl.run stage=... dataset=... model=...`.
 
 stage=pipeline (default) trains whatever is missing of role awareness -> codebook init -> joint
-training and the no-persona baseline, then evaluates MORPHEUS, no_persona and true_persona on the
-test split. The last line printed is the run's output directory.
+training, the no-persona baseline and the consistency scorer, then evaluates MORPHEUS, no_persona
+and true_persona on the test split. stage=scorer trains the consistency scorer alone. The last
+line printed is the run's output directory.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import time
 from pathlib import Path
 
 import hydra
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.data.sources import world_dir
 from morpheus_pl.evaluation import evaluate
 from morpheus_pl.generation import GenerationConfig
 from morpheus_pl.handoff import checkpoint_path
-from morpheus_pl.pipeline import load_trained, prepare_data, train_stage
+from morpheus_pl.pipeline import load_scorer, load_trained, prepare_data, train_scorer, train_stage
 
 log = logging.getLogger("morpheus_pl")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -38,6 +40,8 @@ def run(cfg: DictConfig) -> Path:
     timing = {}
     if stage in TRAINED:
         train_stage(cfg, stage, dm, tokenizer_dir)
+    elif stage == "scorer":
+        train_scorer(cfg, dm)
     elif stage in ("pipeline", "evaluate"):
         systems = {}
         for system in cfg.eval.systems:
@@ -52,15 +56,22 @@ def run(cfg: DictConfig) -> Path:
                 for mode in cfg.eval.compare_decode:
                     systems[f"morpheus/{mode}"] = (module, system, mode)
         t0 = time.perf_counter()
-        extra = {"dataset": cfg.dataset.name, "timing": timing}
+        if stage == "pipeline" and cfg.eval.train_scorer:
+            train_scorer(cfg, dm)
+            timing["train_scorer_s"] = round(time.perf_counter() - t0, 1)
+            t0 = time.perf_counter()
+        scorer, scorer_info = load_scorer(cfg, dm)
+        extra = {"dataset": cfg.dataset.name, "timing": timing, "scorer": scorer_info}
         if cfg.dataset.source == "world":
             world = world_dir(cfg.dataset.root, OmegaConf.to_container(cfg.dataset.world)) / "world.json"
             extra["world"] = json.loads(world.read_text())
         evaluate(systems, dm, out_dir, GenerationConfig(**cfg.generation), list(cfg.eval.seeds),
-                 cfg.dataset.sacrebleu_tokenize, extra)
+                 cfg.dataset.sacrebleu_tokenize, extra, scorer,
+                 [CSVLogger(str(out_dir / "logs"), name="evaluate")])
         timing["evaluate_s"] = round(time.perf_counter() - t0, 1)
     else:
-        raise ValueError(f"unknown stage {stage!r}: one of {TRAINED + ('pipeline', 'evaluate')}")
+        raise ValueError(
+            f"unknown stage {stage!r}: one of {TRAINED + ('scorer', 'pipeline', 'evaluate')}")
     timing["total_s"] = round(time.perf_counter() - started, 1)
     timing["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     log.info("timing: %s", timing)

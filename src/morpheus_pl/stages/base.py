@@ -83,15 +83,20 @@ class PersonaDialogStage(L.LightningModule):
         return self._step(batch, "val")
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            if param.requires_grad:
-                (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.optim["weight_decay"]},
-             {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.optim["lr"],
-        )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        sched = get_linear_schedule_with_warmup(opt, int(self.optim["warmup_ratio"] * total), total)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_with_linear_warmup(self, self.optim)
+
+
+def adamw_with_linear_warmup(module: L.LightningModule, optim: dict) -> dict:
+    """AdamW (no decay on biases and norms) with a linear warm-up then linear decay, per step."""
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": optim["weight_decay"]},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=optim["lr"],
+    )
+    total = max(int(module.trainer.estimated_stepping_batches), 1)
+    sched = get_linear_schedule_with_warmup(opt, int(optim["warmup_ratio"] * total), total)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,50 @@
+"""Evaluation helpers: code accuracy per slot, seed aggregation with missing metrics, the table."""
+
+from __future__ import annotations
+
+import pytest
+
+from morpheus_pl.evaluation import _aggregate, code_scores, consistency_scores, results_table
+
+
+def _row(picked, gold, recall):
+    return {"predicted_codes": picked, "gold_codes": gold, "code_recall": recall}
+
+
+def test_code_accuracy_per_slot_and_overall() -> None:
+    rows = [_row([1, 2, 3], [1, 5, 3], 2 / 3), _row([4, 4, 4], [4, 6, 7], 1 / 3)]
+    scores = code_scores(rows)
+    # slot 0: 2 of 2 right, slot 1: 0 of 2, slot 2: 1 of 2; overall 3 of 6
+    assert scores["code_accuracy_slot0"] == 1.0
+    assert scores["code_accuracy_slot1"] == 0.0
+    assert scores["code_accuracy_slot2"] == 0.5
+    assert scores["code_accuracy"] == 0.5
+    assert scores["code_recall"] == pytest.approx(0.5)
+    assert code_scores([_row(None, None, None)]) == {}
+
+
+def test_no_scorer_means_missing_not_zero() -> None:
+    assert consistency_scores(None, [{"prediction": "x"}]) == {"con_score": None,
+                                                               "coh_con_score": None}
+
+
+def test_aggregate_mean_std_and_missing() -> None:
+    runs = [{"bleu1": 10.0, "con_score": None}, {"bleu1": 14.0, "con_score": None}]
+    out = _aggregate(runs)
+    assert out["bleu1"] == 12.0 and out["bleu1_std"] == pytest.approx(2 ** 0.5 * 2)
+    assert out["con_score"] is None and "con_score_std" not in out
+
+
+def test_table_groups_like_table_2_and_marks_missing() -> None:
+    results = {"morpheus": {"bleu1": 12.0, "bleu1_std": 2.0, "distinct1": 5.0, "p_co": 3.0,
+                            "con_score": None, "persona_fact_accuracy": 0.5},
+               "no_persona": {"bleu1": 11.0, "distinct1": 4.0, "p_co": 2.0, "con_score": None}}
+    report = {"seeds": [0, 1], "metric_tokenizer": "cl100k_base",
+              "scorer": {"checkpoint": None, "missing": "no scorer here"}}
+    table = results_table(results, report)
+    header = table.splitlines()[0]
+    assert header == ("| system | Coherence · BLEU-1 | Diversity · Dist-1 | Consistency · P-Co | "
+                      "Consistency · Con.Score | Persona inference · fact acc. |")
+    assert "| morpheus | 12.000 ± 2.000 | 5.000 | 3.000 | missing | 0.500 |" in table
+    assert "| no_persona | 11.000 | 4.000 | 2.000 | missing | – |" in table
+    assert "Con.Score missing: no scorer here" in table
