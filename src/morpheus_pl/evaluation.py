@@ -46,6 +46,7 @@ def generate_system(module: PersonaDialogStage, dm: PersonaDialogDataModule, sys
     torch.manual_seed(seed)
     rows = []
     for batch in tqdm(dm.test_dataloader(), desc=f"generate {system} (seed {seed})", leave=False):
+        batch = module.transfer_batch_to_device(batch, module.device, 0)
         texts, codes = generate_batch(module, batch, system, gen, decode)
         recall, gold = [None] * len(texts), None
         if codes is not None:
@@ -94,10 +95,21 @@ def consistency_scores(scorer: ConsistencyScorerStage | None, rows: list[dict]) 
     return {name: float(value) for name, value in metric.compute().items()}
 
 
+def evaluation_device(accelerator: str) -> torch.device:
+    """Where evaluation runs: the trainer's accelerator (gpu/cuda, mps, or auto) when present."""
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if accelerator in ("mps", "auto") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    if accelerator in ("gpu", "cuda", "mps"):
+        raise RuntimeError(f"trainer.accelerator={accelerator} but no such device is available")
+    return torch.device("cpu")
+
+
 def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: PersonaDialogDataModule,
              out_dir: Path, gen: GenerationConfig, seeds: list[int], sacrebleu_tokenize: str,
              extra: dict | None = None, scorer: ConsistencyScorerStage | None = None,
-             loggers: Sequence[Logger] = ()) -> dict:
+             loggers: Sequence[Logger] = (), self_bleu_references: str = "all") -> dict:
     """Generate and score every system for every seed; write the three reports.
 
     `systems` maps a row name to (module, system kind, code decoding), e.g.
@@ -114,7 +126,8 @@ def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: Person
                 for row in rows:
                     row["system"] = name
                 scores = score_predictions([r["prediction"] for r in rows], examples,
-                                           dm.dataset["separator"], sacrebleu_tokenize)
+                                           dm.dataset["separator"], sacrebleu_tokenize,
+                                           self_bleu_references)
                 scores.update(code_scores(rows))
                 scores.update(consistency_scores(scorer, rows))
                 per_seed[name].append(scores)

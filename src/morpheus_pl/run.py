@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.data.sources import world_dir
-from morpheus_pl.evaluation import evaluate
+from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
 from morpheus_pl.handoff import checkpoint_path
 from morpheus_pl.pipeline import load_scorer, load_trained, prepare_data, train_scorer, train_stage
@@ -44,13 +44,14 @@ def run(cfg: DictConfig) -> Path:
         train_scorer(cfg, dm)
     elif stage in ("pipeline", "evaluate"):
         systems = {}
+        device = evaluation_device(cfg.trainer.accelerator)
         for system in cfg.eval.systems:
             stage_name = SYSTEM_STAGES[system]
             t0 = time.perf_counter()
             path = (train_stage(cfg, stage_name, dm, tokenizer_dir) if stage == "pipeline"
                     else checkpoint_path(cfg, stage_name))
             timing[f"train_{system}_s"] = round(time.perf_counter() - t0, 1)
-            module = load_trained(cfg, stage_name, tokenizer_dir, path)
+            module = load_trained(cfg, stage_name, tokenizer_dir, path).to(device)
             systems[system] = (module, system, cfg.predictor.decode)
             if system == "morpheus":
                 for mode in cfg.eval.compare_decode:
@@ -61,13 +62,14 @@ def run(cfg: DictConfig) -> Path:
             timing["train_scorer_s"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
         scorer, scorer_info = load_scorer(cfg, dm)
+        scorer = scorer.to(device) if scorer is not None else None
         extra = {"dataset": cfg.dataset.name, "timing": timing, "scorer": scorer_info}
         if cfg.dataset.source == "world":
             world = world_dir(cfg.dataset.root, OmegaConf.to_container(cfg.dataset.world)) / "world.json"
             extra["world"] = json.loads(world.read_text())
         evaluate(systems, dm, out_dir, GenerationConfig(**cfg.generation), list(cfg.eval.seeds),
                  cfg.dataset.sacrebleu_tokenize, extra, scorer,
-                 [CSVLogger(str(out_dir / "logs"), name="evaluate")])
+                 [CSVLogger(str(out_dir / "logs"), name="evaluate")], cfg.eval.self_bleu)
         timing["evaluate_s"] = round(time.perf_counter() - t0, 1)
     else:
         raise ValueError(

@@ -38,3 +38,14 @@ def test_all_metrics_reported_and_consistent() -> None:
         assert scores[f"self_bleu{n}"] == pytest.approx(expected, rel=1e-6)
     assert 0 < scores["self_bleu2"] < scores["self_bleu1"] < 100  # "i have a" is shared
     assert scores["persona_fact_accuracy"] == pytest.approx(1.0)
+
+
+def test_self_bleu_random_partner_option() -> None:
+    from morpheus_pl.metrics.self_bleu import paired_self_bleu_scores
+
+    scores = score_predictions(PREDS, EXAMPLES, ".", "13a", self_bleu_references="random")
+    rows = [metric_token_ids(p) for p in PREDS]
+    expected = 100 * math.fsum(paired_self_bleu_scores(rows, 2, seed=0)) / 3
+    assert scores["self_bleu2"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError):
+        score_predictions(PREDS, EXAMPLES, ".", "13a", self_bleu_references="some")

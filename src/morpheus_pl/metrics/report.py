@@ -19,11 +19,13 @@ from morpheus_pl.metrics.tokenize import metric_tokenizer
 
 
 def score_predictions(
-    preds: Sequence[str], examples: Sequence[DialogExample], separator: str, sacrebleu_tokenize: str
+    preds: Sequence[str], examples: Sequence[DialogExample], separator: str, sacrebleu_tokenize: str,
+    self_bleu_references: str = "all",
 ) -> dict[str, float]:
     """BLEU-1/2 (sentence, averaged), corpus BLEU, ROUGE-L (F and recall), Distinct-1/2,
-    self-BLEU-1/2 (against all other predictions), P-Co, and persona-fact accuracy where the
-    dataset records facts. Values ×100 except the accuracy (a fraction)."""
+    self-BLEU-1/2 (against all other predictions, or one seeded random other: the official
+    script's variant), P-Co, and persona-fact accuracy where the dataset records facts. Values
+    ×100 except the accuracy (a fraction)."""
     preds = list(preds)
     refs = [ex.response for ex in examples]
     personas = [
@@ -41,7 +43,7 @@ def score_predictions(
     rouge.update(preds, refs)
     out.update({name: float(value) for name, value in rouge.compute().items()})
     for n in (1, 2):
-        for name, metric in ((f"distinct{n}", Distinct(n)), (f"self_bleu{n}", SelfBLEU(n))):
+        for name, metric in ((f"distinct{n}", Distinct(n)), (f"self_bleu{n}", SelfBLEU(n, self_bleu_references))):
             metric.update(preds)
             out[name] = float(metric.compute())
     p_co = PersonaCoverage()
