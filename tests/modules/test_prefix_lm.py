@@ -71,3 +71,31 @@ def test_history_state_is_last_real_token_and_ignores_left_padding(tiny_decoder)
     with torch.no_grad():
         second_last = tiny_decoder.base_model(input_ids=ids).last_hidden_state[:, -2]
     assert not torch.allclose(c, second_last, atol=1e-3)
+
+
+def test_right_padded_rotates_left_padding_away() -> None:
+    from morpheus_pl.modules.prefix_lm import right_padded
+
+    ids = torch.tensor([[0, 0, 5, 6], [7, 8, 9, 4], [0, 3, 2, 1]])
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]])
+    got_ids, got_mask = right_padded(ids, mask)
+    assert got_ids.tolist() == [[5, 6, 0, 0], [7, 8, 9, 4], [3, 2, 1, 0]]
+    assert got_mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]]
+
+
+def test_history_state_gradient_ignores_left_padding(tiny_decoder):
+    """The gradient reaching the decoder from c is the same padded or not (no padding query
+    contributes: those rows are moved to the end, where causal attention sees real keys)."""
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(2, tiny_decoder.config.vocab_size, (1, 5), generator=g)
+    pad = tiny_decoder.config.pad_token_id
+    padded = torch.cat([torch.full((1, 4), pad), ids], 1)
+    padded_mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones_like(ids)], 1)
+    weight = tiny_decoder.get_input_embeddings().weight
+    grads = []
+    for x, m in ((ids, torch.ones_like(ids)), (padded, padded_mask)):
+        tiny_decoder.zero_grad()
+        history_state(tiny_decoder, x, m).sum().backward()
+        grads.append(weight.grad.clone())
+    assert torch.isfinite(grads[1]).all()
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)

@@ -39,10 +39,11 @@ class PersonaCodebook(nn.Module):
     @torch.no_grad()
     def nearest(self, p: Tensor) -> Tensor:
         """Eq. 8: k = argmin_k ||p - e_k||_2, in float32 whatever the autocast dtype."""
-        flat = p.detach().float().reshape(-1, p.shape[-1])
-        codes = self.codes.detach().float()
-        dist = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codes.T + codes.pow(2).sum(-1)
-        return dist.argmin(-1).view(p.shape[:-1])
+        with torch.autocast(device_type=p.device.type, enabled=False):  # else matmul runs in bf16
+            flat = p.detach().float().reshape(-1, p.shape[-1])
+            codes = self.codes.detach().float()
+            dist = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codes.T + codes.pow(2).sum(-1)
+            return dist.argmin(-1).view(p.shape[:-1])
 
     def lookup(self, k: Tensor) -> Tensor:
         """e_k for code indices k (...,) -> (..., d)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
@@ -41,8 +42,20 @@ def history_state(decoder: PreTrainedModel, history_ids: Tensor, history_mask: T
     """Eq. 12: c = Decoder(C), the last hidden state of the history, WITHOUT any persona prefix.
 
     The same call serves training and inference, so the code predictor sees identical inputs.
-    No LM head: only the base model runs.
+    No LM head: only the base model runs. Left-padded rows are moved to right padding first:
+    a left padding query attends to no key at all, and the joint stage went NaN at its first
+    step under bf16-mixed on an H100 with them; right padding gives the real tokens the same
+    states and no query without keys.
     """
-    positions = (history_mask.long().cumsum(-1) - 1).clamp(min=0)
-    out = decoder.base_model(input_ids=history_ids, attention_mask=history_mask, position_ids=positions)
-    return last_token_state(out.last_hidden_state, history_mask)
+    ids, mask = right_padded(history_ids, history_mask)
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = decoder.base_model(input_ids=ids, attention_mask=mask, position_ids=positions)
+    return last_token_state(out.last_hidden_state, mask)
+
+
+def right_padded(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows of left- (or right-) padded `ids`/`mask` (B, L) rotated so the real tokens come first."""
+    length = mask.shape[1]
+    first_real = (mask.long().cumsum(-1) == 0).sum(-1)  # leading padding per row
+    index = (torch.arange(length, device=ids.device)[None] + first_real[:, None]) % length
+    return ids.gather(1, index), mask.gather(1, index)
