@@ -29,6 +29,7 @@ from morpheus_pl.stages.base import PersonaDialogStage
 from morpheus_pl.stages.consistency_scorer import ConsistencyScorerStage
 
 log = logging.getLogger("morpheus_pl")
+SAMPLE_GENERATIONS = 50  # per system, into the loggers' generations table
 TABLE_GROUPS = {  # the paper's Table 2 column groups, then what only this framework measures
     "Coherence": {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "corpus_bleu": "corpus BLEU",
                   "rouge_l": "ROUGE-L", "rouge_l_recall": "ROUGE-L recall"},
@@ -119,6 +120,7 @@ def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: Person
     out_dir.mkdir(parents=True, exist_ok=True)
     examples = dm.read("test")
     per_seed: dict[str, list[dict]] = {name: [] for name in systems}
+    sample_rows: list[dict] = []
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as pred_file:
         for seed in seeds:
             for name, (module, kind, decode) in systems.items():
@@ -133,6 +135,7 @@ def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: Person
                 per_seed[name].append(scores)
                 log.info("%s seed %d: %s", name, seed, scores)
                 if seed == seeds[0]:
+                    sample_rows += rows[:SAMPLE_GENERATIONS]
                     for row in rows:
                         pred_file.write(json.dumps(row, ensure_ascii=False) + "\n")
     results = {name: _aggregate(runs) for name, runs in per_seed.items()}
@@ -140,11 +143,26 @@ def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: Person
               "metric_tokenizer": metric_tokenizer_name(), **(extra or {})}
     (out_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     (out_dir / "results.md").write_text(results_table(results, report))
+    log_results(loggers, results, sample_rows)
+    return report
+
+
+def log_results(loggers: Sequence[Logger], results: dict, sample_rows: list[dict]) -> None:
+    """Every system's metrics as `test/<system>/<metric>`; where the logger keeps tables (W&B),
+    the results table and a table of sample generations too."""
+    metrics = sorted({m for res in results.values() for m, v in res.items() if v is not None})
     for logger in loggers:
         logger.log_metrics({f"test/{name}/{metric}": value for name, res in results.items()
                             for metric, value in res.items() if value is not None})
+        if hasattr(logger, "log_table"):
+            logger.log_table("test/results", columns=["system", *metrics],
+                             data=[[name, *(res.get(m) for m in metrics)]
+                                   for name, res in results.items()])
+            columns = ["system", "history", "reference", "prediction", "predicted_codes"]
+            logger.log_table("test/generations", columns=columns,
+                             data=[[" | ".join(r["history"]) if c == "history" else str(r[c])
+                                    for c in columns] for r in sample_rows])
         logger.save()
-    return report
 
 
 def _aggregate(runs: list[dict]) -> dict:

@@ -15,12 +15,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.data.consistency import LABEL_NAMES, ConsistencyDataModule
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.handoff import checkpoint_path, load_stage_weights, save_stage
+from morpheus_pl.loggers import build_loggers
 from morpheus_pl.modules.decoder import load_tokenizer, train_tokenizer
 from morpheus_pl.modules.text_classifier import train_pair_tokenizer
 from morpheus_pl.stages.base import PersonaDialogStage
@@ -94,7 +94,7 @@ def _trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int, callba
     return L.Trainer(
         max_steps=max_steps,
         default_root_dir=str(work_dir),
-        logger=CSVLogger(str(Path(cfg.paths.output) / "logs"), name=stage),
+        logger=build_loggers(cfg, stage),
         callbacks=list(callbacks),
         **_plain(cfg, "trainer"),
     )

@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import hydra
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.data.sources import world_dir
 from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
 from morpheus_pl.handoff import checkpoint_path
+from morpheus_pl.loggers import build_loggers, finish_wandb
 from morpheus_pl.pipeline import load_scorer, load_trained, prepare_data, train_scorer, train_stage
 
 log = logging.getLogger("morpheus_pl")
@@ -69,7 +69,7 @@ def run(cfg: DictConfig) -> Path:
             extra["world"] = json.loads(world.read_text())
         evaluate(systems, dm, out_dir, GenerationConfig(**cfg.generation), list(cfg.eval.seeds),
                  cfg.dataset.sacrebleu_tokenize, extra, scorer,
-                 [CSVLogger(str(out_dir / "logs"), name="evaluate")], cfg.eval.self_bleu)
+                 build_loggers(cfg, "evaluate"), cfg.eval.self_bleu)
         timing["evaluate_s"] = round(time.perf_counter() - t0, 1)
     else:
         raise ValueError(
@@ -83,7 +83,10 @@ def run(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
-    out_dir = run(cfg)
+    try:
+        out_dir = run(cfg)
+    finally:
+        finish_wandb()
     print(out_dir)
 
 

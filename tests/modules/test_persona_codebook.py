@@ -191,3 +191,15 @@ def test_dead_codes_are_reseeded_onto_persona_vectors_and_live_ones_kept() -> No
     for code in book.codes[1:].detach():
         assert (flat == code).all(-1).any(), "a re-seeded code must equal one of the batch's vectors"
     assert book.reseed_dead_codes(p, k, decay=0.5, threshold=0.0) == 0
+
+
+def test_assignment_perplexity_hand_worked() -> None:
+    import math
+
+    from morpheus_pl.stages.joint import assignment_perplexity
+
+    assert assignment_perplexity(torch.tensor([[3, 3], [3, 3]]), 8) == pytest.approx(1.0)
+    assert assignment_perplexity(torch.tensor([0, 1, 2, 3]), 8) == pytest.approx(4.0)
+    # shares 1/2, 1/4, 1/4: entropy 1.5 ln 2, perplexity 2^1.5
+    assert assignment_perplexity(torch.tensor([5, 5, 1, 2]), 8) == pytest.approx(2 ** 1.5)
+    assert math.isfinite(assignment_perplexity(torch.tensor([7]), 8))

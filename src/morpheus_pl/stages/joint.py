@@ -3,12 +3,15 @@ prediction from the history alone, contrastive loss; weighted sum with weights f
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from morpheus_pl.modules.code_predictor import CodePredictor, code_loss, decode_codes, set_recall
 from morpheus_pl.modules.persona_codebook import contrastive_loss, straight_through, vq_loss
 from morpheus_pl.modules.prefix_lm import history_state, prefix_lm_loss
 from morpheus_pl.stages.codebook_init import CodebookInitStage
+
+DEAD_USAGE = 0.01  # a code whose usage EMA (uniform use = 1) is below this counts as dead
 
 
 class JointTrainingStage(CodebookInitStage):
@@ -47,10 +50,30 @@ class JointTrainingStage(CodebookInitStage):
         }
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        """After the optimiser step: re-seed dead codes (codebook.reseed_below > 0)."""
+        """After the optimiser step: codebook diagnostics (usage EMA, codes in use, dead codes,
+        perplexity of the batch's assignments) and re-seeding of dead codes when
+        codebook.reseed_below > 0 (a threshold of 0 only updates the usage)."""
+        p, k = self._assignment
         threshold = self.codebook_cfg["reseed_below"]
-        if threshold > 0:
-            p, k = self._assignment
-            reseeded = self.codebook.reseed_dead_codes(p, k, self.codebook_cfg["usage_decay"], threshold)
-            self.log("train/reseeded_codes", float(reseeded), batch_size=p.shape[0])
-        self.log("train/codes_in_use", float((self.codebook.usage >= 0.01).sum()), batch_size=1)
+        reseeded = self.codebook.reseed_dead_codes(p, k, self.codebook_cfg["usage_decay"], threshold)
+        in_use = float((self.codebook.usage >= DEAD_USAGE).sum())
+        self.log_dict({
+            "train/reseeded_codes": float(reseeded),
+            "train/codes_in_use": in_use,
+            "train/dead_codes": self.codebook.num_codes - in_use,
+            "train/code_perplexity": assignment_perplexity(k, self.codebook.num_codes),
+        }, batch_size=1)
+
+    def on_train_end(self) -> None:
+        """Where the logger keeps tables (W&B): the usage of every code at the end."""
+        for logger in self.loggers:
+            if hasattr(logger, "log_table"):
+                logger.log_table("codebook/usage", columns=["code", "usage_ema"],
+                                 data=[[i, u] for i, u in enumerate(self.codebook.usage.tolist())])
+
+
+def assignment_perplexity(k: Tensor, num_codes: int) -> float:
+    """exp(entropy) of the share of assignments each code gets: 1 = all on one code, N = uniform."""
+    share = torch.bincount(k.reshape(-1), minlength=num_codes).float() / k.numel()
+    share = share[share > 0]
+    return float(torch.exp(-(share * share.log()).sum()))
