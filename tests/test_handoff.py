@@ -113,3 +113,30 @@ def test_missing_checkpoint_names_the_path(tiny_cfg, tiny_data, tmp_path):
     missing = tmp_path / "nowhere" / "model.ckpt"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
         load_stage_weights(module, missing)
+
+
+def test_concurrent_member_waits_for_the_stage_and_reuses_it(tiny_compose, tiny_data, tmp_path) -> None:
+    """A second process that needs a stage another one is training waits for its lock and then
+    reuses its checkpoint instead of training (and writing) it again."""
+    import subprocess
+    import sys
+    import time
+
+    from morpheus_pl.pipeline import train_stage
+
+    dm, tok_dir = tiny_data
+    cfg = tiny_compose("train.no_persona.max_steps=3", "seed=11")
+    path = checkpoint_path(cfg, "no_persona")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom filelock import FileLock\n"
+        f"lock = FileLock({str(path.parent / 'train.lock')!r}); lock.acquire()\n"
+        "print('locked', flush=True); time.sleep(2)\n"
+        f"open({str(path)!r}, 'wb').write(b'written by the other member'); lock.release()\n")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.perf_counter()
+    assert train_stage(cfg, "no_persona", dm, tok_dir) == path
+    assert time.perf_counter() - started > 0.5  # it waited for the lock
+    assert holder.wait(timeout=30) == 0
+    assert path.read_bytes() == b"written by the other member"

@@ -74,6 +74,14 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     assert "| missing |" in (no_scorer / "results.md").read_text()
     assert missing["morpheus"]["bleu1"] == results["morpheus"]["bleu1"]  # same seed, same text
 
+    assert results["checkpoints"]["morpheus"].endswith("model.ckpt")
+    assert "/joint/" in results["checkpoints"]["morpheus"]
+
+    again = tmp_path / "again"  # the same settings: the evaluation is copied, not re-run
+    proc = _run(tmp_path, f"hydra.run.dir={again}")
+    assert "evaluation with these settings already done" in proc.stderr + proc.stdout
+    assert (again / "results.json").read_text() == (out_dir / "results.json").read_text()
+
     stage1 = list((tmp_path / "artifacts" / "stages" / "role_awareness").glob("*/model.ckpt"))
     assert len(stage1) == 1
     mtime = stage1[0].stat().st_mtime_ns

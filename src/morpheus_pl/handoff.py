@@ -52,6 +52,16 @@ def checkpoint_path(cfg: DictConfig, stage: str) -> Path:
     return Path(cfg.paths.artifacts) / "stages" / stage / fingerprint(cfg, stage) / "model.ckpt"
 
 
+def evaluation_dir(cfg: DictConfig) -> Path:
+    """Where a finished evaluation with these settings is kept: a hash of the whole config but
+    its paths, logger and stage name (pipeline and evaluate give the same evaluation), plus
+    whether a scorer checkpoint exists (training one later makes the evaluation stale)."""
+    settings = {k: _select(cfg, k) for k in cfg if k not in ("paths", "logger", "stage")}
+    settings["scorer_checkpoint_exists"] = checkpoint_path(cfg, "scorer").exists()
+    blob = json.dumps(settings, sort_keys=True, default=str)
+    return Path(cfg.paths.artifacts) / "evaluations" / hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
 def save_stage(module: nn.Module, path: Path, stage: str, cfg: DictConfig) -> None:
     """Write weights + the stage's settings atomically (a crash never leaves half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)

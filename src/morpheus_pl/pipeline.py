@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
 import torch
+from filelock import FileLock, Timeout
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
@@ -100,12 +103,43 @@ def _trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int, callba
     )
 
 
+@contextmanager
+def training_lock(path: Path):
+    """Only one process trains the checkpoint `path` at a time: parallel sweep members that
+    need the same stage wait for it and then reuse it. Ranks > 0 of a distributed job take no
+    lock (their rank 0 holds it while it launches them)."""
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) > 0:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.parent / "train.lock"))
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        log.info("waiting for another process that trains %s", path)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, tokenizer_dir: str) -> Path:
-    """Checkpoint of `stage`: reused when it exists, else trained on top of the previous stage."""
+    """Checkpoint of `stage`: reused when it exists, else trained on top of the previous stage
+    (under `training_lock`, so concurrent sweep members train it once)."""
     path = checkpoint_path(cfg, stage)
     if path.exists():
         log.info("%s: reusing %s", stage, path)
         return path
+    with training_lock(path):
+        if path.exists():
+            log.info("%s: reusing %s (trained meanwhile by another process)", stage, path)
+            return path
+        return _train_stage(cfg, stage, dm, tokenizer_dir, path)
+
+
+def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, tokenizer_dir: str,
+                 path: Path) -> Path:
     previous = PREVIOUS.get(stage)
     previous_path = train_stage(cfg, previous, dm, tokenizer_dir) if previous else None
     module = build_stage(cfg, stage, tokenizer_dir)
@@ -162,6 +196,14 @@ def train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule) -> Path:
     if path.exists():
         log.info("scorer: reusing %s", path)
         return path
+    with training_lock(path):
+        if path.exists():
+            log.info("scorer: reusing %s (trained meanwhile by another process)", path)
+            return path
+        return _train_scorer(cfg, dm, path)
+
+
+def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = _scorer_module(cfg, _scorer_tokenizer_dir(cfg, path, dm))
     sc = cfg.scorer

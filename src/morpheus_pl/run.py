@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -20,13 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from morpheus_pl.data.sources import world_dir
 from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
-from morpheus_pl.handoff import checkpoint_path
+from morpheus_pl.handoff import checkpoint_path, evaluation_dir
 from morpheus_pl.loggers import build_loggers, finish_wandb
 from morpheus_pl.pipeline import load_scorer, load_trained, prepare_data, train_scorer, train_stage
 
 log = logging.getLogger("morpheus_pl")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 TRAINED = ("role_awareness", "codebook_init", "joint", "no_persona")
+EVALUATION_FILES = ("results.json", "results.md", "predictions.jsonl")
 SYSTEM_STAGES = {"morpheus": "joint", "no_persona": "no_persona", "true_persona": "role_awareness"}
 
 
@@ -43,34 +45,7 @@ def run(cfg: DictConfig) -> Path:
     elif stage == "scorer":
         train_scorer(cfg, dm)
     elif stage in ("pipeline", "evaluate"):
-        systems = {}
-        device = evaluation_device(cfg.trainer.accelerator)
-        for system in cfg.eval.systems:
-            stage_name = SYSTEM_STAGES[system]
-            t0 = time.perf_counter()
-            path = (train_stage(cfg, stage_name, dm, tokenizer_dir) if stage == "pipeline"
-                    else checkpoint_path(cfg, stage_name))
-            timing[f"train_{system}_s"] = round(time.perf_counter() - t0, 1)
-            module = load_trained(cfg, stage_name, tokenizer_dir, path).to(device)
-            systems[system] = (module, system, cfg.predictor.decode)
-            if system == "morpheus":
-                for mode in cfg.eval.compare_decode:
-                    systems[f"morpheus/{mode}"] = (module, system, mode)
-        t0 = time.perf_counter()
-        if stage == "pipeline" and cfg.eval.train_scorer:
-            train_scorer(cfg, dm)
-            timing["train_scorer_s"] = round(time.perf_counter() - t0, 1)
-            t0 = time.perf_counter()
-        scorer, scorer_info = load_scorer(cfg, dm)
-        scorer = scorer.to(device) if scorer is not None else None
-        extra = {"dataset": cfg.dataset.name, "timing": timing, "scorer": scorer_info}
-        if cfg.dataset.source == "world":
-            world = world_dir(cfg.dataset.root, OmegaConf.to_container(cfg.dataset.world)) / "world.json"
-            extra["world"] = json.loads(world.read_text())
-        evaluate(systems, dm, out_dir, GenerationConfig(**cfg.generation), list(cfg.eval.seeds),
-                 cfg.dataset.sacrebleu_tokenize, extra, scorer,
-                 build_loggers(cfg, "evaluate"), cfg.eval.self_bleu)
-        timing["evaluate_s"] = round(time.perf_counter() - t0, 1)
+        evaluate_stage(cfg, dm, tokenizer_dir, out_dir, timing)
     else:
         raise ValueError(
             f"unknown stage {stage!r}: one of {TRAINED + ('scorer', 'pipeline', 'evaluate')}")
@@ -79,6 +54,59 @@ def run(cfg: DictConfig) -> Path:
     log.info("timing: %s", timing)
     log.info("outputs in %s", out_dir)
     return out_dir
+
+
+def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timing: dict) -> None:
+    """Generate and score every system (training what is missing under stage=pipeline).
+
+    An evaluation with exactly these settings that already finished is copied, not re-run
+    (`eval.skip_existing`, on by default), so re-running a sweep skips finished members.
+    """
+    pipeline = cfg.stage.name == "pipeline"
+    if pipeline and cfg.eval.train_scorer:
+        t0 = time.perf_counter()
+        train_scorer(cfg, dm)
+        timing["train_scorer_s"] = round(time.perf_counter() - t0, 1)
+    done = evaluation_dir(cfg)
+    if cfg.eval.skip_existing and (done / "results.json").exists():
+        for name in EVALUATION_FILES:
+            shutil.copy2(done / name, out_dir / name)
+        log.info("evaluation with these settings already done: copied %s (eval.skip_existing=false "
+                 "re-runs it)", done)
+        return
+    systems, started_from = {}, {}
+    device = evaluation_device(cfg.trainer.accelerator)
+    for system in cfg.eval.systems:
+        stage_name = SYSTEM_STAGES[system]
+        t0 = time.perf_counter()
+        path = (train_stage(cfg, stage_name, dm, tokenizer_dir) if pipeline
+                else checkpoint_path(cfg, stage_name))
+        timing[f"train_{system}_s"] = round(time.perf_counter() - t0, 1)
+        started_from[system] = str(path)
+        module = load_trained(cfg, stage_name, tokenizer_dir, path).to(device)
+        systems[system] = (module, system, cfg.predictor.decode)
+        if system == "morpheus":
+            for mode in cfg.eval.compare_decode:
+                if mode == "top_m_distinct" and cfg.codebook.N < cfg.data.num_segments:
+                    log.warning("eval.compare_decode: top_m_distinct needs N >= M, skipped (N=%d, "
+                                "M=%d)", cfg.codebook.N, cfg.data.num_segments)
+                    continue
+                systems[f"morpheus/{mode}"] = (module, system, mode)
+    t0 = time.perf_counter()
+    scorer, scorer_info = load_scorer(cfg, dm)
+    scorer = scorer.to(device) if scorer is not None else None
+    extra = {"dataset": cfg.dataset.name, "timing": timing, "scorer": scorer_info,
+             "checkpoints": started_from}
+    if cfg.dataset.source == "world":
+        world = world_dir(cfg.dataset.root, OmegaConf.to_container(cfg.dataset.world)) / "world.json"
+        extra["world"] = json.loads(world.read_text())
+    evaluate(systems, dm, out_dir, GenerationConfig(**cfg.generation), list(cfg.eval.seeds),
+             cfg.dataset.sacrebleu_tokenize, extra, scorer, build_loggers(cfg, "evaluate"),
+             cfg.eval.self_bleu)
+    timing["evaluate_s"] = round(time.perf_counter() - t0, 1)
+    done.mkdir(parents=True, exist_ok=True)
+    for name in EVALUATION_FILES:
+        shutil.copy2(out_dir / name, done / name)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
