@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -99,8 +100,8 @@ def _wandb_logger(cfg: DictConfig, stage: str, out: Path) -> WandbLogger:
 
 
 def finish_wandb() -> None:
-    """Close the active W&B run, if any (each stage opened one)."""
-    import wandb
-
-    if wandb.run is not None:
+    """Close the active W&B run, if any (each stage opened one); nothing when W&B was never
+    imported (it need not be installed for the other loggers)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
         wandb.finish()
