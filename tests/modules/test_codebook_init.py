@@ -244,3 +244,26 @@ def test_mean_init_uneven_chunks():
 def test_unknown_method_names_allowed_ones():
     with pytest.raises(ValueError, match=r"kmeans.*em, mean, sequential, random"):
         init_codebook(torch.randn(5, 2), 3, "kmeans")
+
+
+def test_sparse_m_step_equals_dense(monkeypatch) -> None:
+    """Well-separated clusters in high dimension: responsibilities are exactly 0 but one per
+    sample, the M-step takes the sparse path, and the fit equals the dense one."""
+    import morpheus_pl.modules.codebook_init as ci
+
+    g = torch.Generator().manual_seed(0)
+    centres = 10 * torch.randn(20, 64, generator=g)
+    truth = torch.randint(20, (600,), generator=g)
+    x = centres[truth] + torch.randn(600, 64, generator=g)
+    init = ci.kmeans_pp_seeds(x, 20, torch.Generator().manual_seed(1))
+    calls = []
+    original = torch.sparse.mm
+    monkeypatch.setattr(torch.sparse, "mm", lambda a, b: calls.append(1) or original(a, b))
+    sparse = ci.fit_diag_gmm(x, 20, init_means=init)
+    assert calls, "the sparse M-step was not taken"
+    monkeypatch.setattr(ci, "_SPARSE_PER_SAMPLE", -1.0)
+    dense = ci.fit_diag_gmm(x, 20, init_means=init)
+    assert torch.allclose(sparse.means, dense.means, atol=1e-5)
+    assert torch.allclose(sparse.variances, dense.variances, rtol=1e-3)  # float32 sum order
+    assert torch.equal(sparse.labels, dense.labels)
+    assert sparse.counts.sum().item() == pytest.approx(600.0)

@@ -26,6 +26,8 @@ logger = logging.getLogger("morpheus_pl")
 
 INIT_METHODS = ("em", "mean", "sequential", "random")
 _MIN_SHARE = 1e-3  # a component is empty when its effective count < _MIN_SHARE * n / N
+_SPARSE_PER_SAMPLE = 2.0  # M-step by sparse products when at most this many responsibilities
+_SPARSE_MIN_COMPONENTS = 16  # per sample on average are != 0 and there are this many components
 
 
 @dataclass
@@ -38,6 +40,8 @@ class GMMResult:
     n_iter: int
     converged: bool
     reseeded: int
+    labels: Tensor  # (n,) most responsible component of each sample after the last E-step
+    counts: Tensor  # (N,) effective number of samples per component after the last E-step
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -68,6 +72,12 @@ def _kmeans_pp(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
         seeds.append(x[idx[0]])
         d2 = torch.minimum(d2, (x - seeds[-1]).square().sum(1))
     return torch.stack(seeds)
+
+
+def kmeans_pp_seeds(x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """k-means++ seeds (k, d) of the rows of `x`: the initial means `fit_diag_gmm` draws."""
+    center = x.mean(0)
+    return _kmeans_pp(x - center, k, generator) + center
 
 
 def _count_distinct(x: Tensor, at_least: int) -> int:
@@ -106,7 +116,7 @@ def fit_diag_gmm(
     n, d = x.shape
     dtype = _compute_dtype(x)
     xf = x.to(dtype)
-    if not torch.isfinite(xf).all():
+    if not torch.isfinite(xf.sum(dtype=torch.float64)):  # no finite float32 sum overflows float64
         raise ValueError("x contains NaN or infinite values")
     n_distinct = _count_distinct(xf, num_components)
     if n_distinct < num_components:
@@ -131,12 +141,22 @@ def fit_diag_gmm(
         means = init_means.to(device=x.device, dtype=dtype) - center
     variances = data_var.expand(num_components, d).clone()
     log_n = math.log(num_components)
+    exp_floor = math.log(torch.finfo(dtype).tiny)
     min_count = _MIN_SHARE * n / num_components
 
     def e_step(mu: Tensor, var: Tensor) -> tuple[Tensor, Tensor, float]:
+        """Responsibilities, log-normalisers and the mean log-likelihood; one exp over (n, N)
+        serves both the log-sum-exp and the responsibilities. Relative weights below the
+        dtype's smallest normal number are set to exactly 0 (as flushing denormals would): their
+        share is under 1e-38 (float32), and exp is many times slower on such inputs."""
         log_prob = _log_gauss(xc, x2, mu, var)
-        log_norm = torch.logsumexp(log_prob, dim=1)
-        return (log_prob - log_norm[:, None]).exp(), log_norm, float(log_norm.mean()) - log_n
+        top = log_prob.amax(1, keepdim=True)
+        diff = log_prob.sub_(top)
+        negligible = diff < exp_floor
+        weights = diff.masked_fill_(negligible, 0.0).exp_().masked_fill_(negligible, 0.0)
+        total = weights.sum(1, keepdim=True)
+        log_norm = (top + total.log()).squeeze(1)
+        return weights.div_(total), log_norm, float(log_norm.mean()) - log_n
 
     resp, log_norm, ll = e_step(means, variances)
     reseeded, converged, n_iter = 0, False, 0
@@ -144,8 +164,9 @@ def fit_diag_gmm(
     for n_iter in bar:
         counts = resp.sum(0)
         safe = counts.clamp_min(torch.finfo(dtype).tiny)[:, None]
-        means = (resp.T @ xc) / safe  # Eq. 6
-        variances = ((resp.T @ x2) / safe - means.square()).clamp_min(floor)  # Eq. 7
+        weighted_x, weighted_x2 = _weighted_sums(resp, xc, x2)
+        means = weighted_x / safe  # Eq. 6
+        variances = (weighted_x2 / safe - means.square()).clamp_min(floor)  # Eq. 7
         empty = torch.nonzero(counts < min_count).flatten()
         if empty.numel() > 0:
             worst = torch.argsort(log_norm)[torch.arange(empty.numel(), device=x.device) % n]
@@ -159,7 +180,20 @@ def fit_diag_gmm(
             converged = True
             break
     bar.close()
-    return GMMResult(means + center, variances, ll, n_iter, converged, reseeded)
+    return GMMResult(means + center, variances, ll, n_iter, converged, reseeded,
+                     resp.argmax(1), resp.sum(0))
+
+
+def _weighted_sums(resp: Tensor, xc: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
+    """``resp.T @ xc`` and ``resp.T @ x2``. In high dimension almost every responsibility is
+    exactly 0 in floating point (one component takes each sample), and then a sparse product
+    gives the identical sums at a fraction of the dense cost."""
+    n, num_components = resp.shape
+    if (resp.device.type == "cpu" and num_components >= _SPARSE_MIN_COMPONENTS
+            and (resp != 0).sum() <= _SPARSE_PER_SAMPLE * n):
+        sparse_t = resp.T.to_sparse()
+        return torch.sparse.mm(sparse_t, xc), torch.sparse.mm(sparse_t, x2)
+    return resp.T @ xc, resp.T @ x2
 
 
 def init_codebook(
