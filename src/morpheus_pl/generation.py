@@ -29,6 +29,7 @@ class GenerationConfig:
     top_k: int = 0
     temperature: float = 1.0
     max_new_tokens: int = 32
+    min_new_tokens: int = 0  # > 0: no EOS before this many tokens (e.g. fixed-length benchmarks)
 
 
 @torch.no_grad()
@@ -65,6 +66,7 @@ def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: 
         top_k=config.top_k,
         temperature=config.temperature,
         max_new_tokens=config.max_new_tokens,
+        min_new_tokens=config.min_new_tokens,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
         **kwargs,

@@ -1,0 +1,102 @@
+"""MORPHEUS generation (history pass -> codes -> prefix -> generate) against plain `generate`.
+
+Setting: a GPT-2-small configuration (12 layers, 768 wide, vocabulary 50,257; random weights),
+N = 100 codes, M = 5 slots, a batch of 8 histories of 128 tokens (one left-padded to 96), greedy
+decoding of exactly L new tokens (min_new_tokens = max_new_tokens), one CPU process. Both go
+through `morpheus_pl.generation.generate_batch`, as evaluation does. Targets: at L = 128,
+MORPHEUS at least 0.9x the tokens per second of plain generation; at L = 32, at most 1.05x the
+floor, plain generation plus one forward pass over the history (the predictor's input).
+Figures: medians of 3 timed runs after one warm-up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GPT2Config
+
+from morpheus_pl.generation import GenerationConfig, generate_batch
+from morpheus_pl.modules.code_predictor import CodePredictor
+from morpheus_pl.modules.persona_codebook import PersonaCodebook
+from morpheus_pl.modules.prefix_lm import history_state
+from morpheus_pl.modules.prefix_projector import PrefixProjector, kv_layout
+
+BATCH, HISTORY, CODES, SLOTS = 8, 128, 100, 5
+RUNS = 3
+
+
+class _Tokenizer:
+    """What `generate_batch` asks of a tokenizer; the texts themselves are not needed here."""
+
+    pad_token_id, eos_token_id = 0, 50256
+
+    def batch_decode(self, ids, skip_special_tokens: bool = True) -> list[str]:
+        return [""] * len(ids)
+
+
+class MorpheusParts(nn.Module):
+    """The inference-time parts of the joint stage (Eq. 1), around one decoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        config = GPT2Config(pad_token_id=0)
+        self.decoder = AutoModelForCausalLM.from_config(config)
+        self.tokenizer = _Tokenizer()
+        self.projector = PrefixProjector(config.n_embd, kv_layout(config))
+        self.codebook = PersonaCodebook(CODES, config.n_embd)
+        self.predictor = CodePredictor(config.n_embd, CODES, SLOTS)
+
+    def code_logits(self, batch: dict) -> torch.Tensor:
+        return self.predictor(history_state(self.decoder, batch["history_ids"],
+                                            batch["history_mask"]))
+
+
+def median_seconds(fn) -> float:
+    fn()
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    torch.manual_seed(0)
+    parts = MorpheusParts().eval()
+    ids = torch.randint(1, 50000, (BATCH, HISTORY))
+    mask = torch.ones_like(ids)
+    ids[0, :32], mask[0, :32] = 0, 0
+    batch = {"history_ids": ids, "history_mask": mask}
+    history_s = median_seconds(lambda: torch.no_grad()(history_state)(parts.decoder, ids, mask))
+    print(f"GPT-2-small config, batch {BATCH} x {HISTORY} history tokens, N={CODES}, M={SLOTS}, "
+          f"greedy; torch threads {torch.get_num_threads()}; median of {RUNS}")
+    print(f"history pass alone: {history_s:.3f} s")
+    print(f"{'new tokens':>10}{'plain s':>10}{'morpheus s':>12}{'plain tok/s':>13}"
+          f"{'morpheus tok/s':>16}{'ratio':>8}{'vs floor':>10}")
+    failures = []
+    for length in (32, 128):
+        gen = GenerationConfig(do_sample=False, top_p=1.0, max_new_tokens=length,
+                               min_new_tokens=length)
+        plain = median_seconds(lambda: generate_batch(parts, batch, "no_persona", gen))
+        morpheus = median_seconds(lambda: generate_batch(parts, batch, "morpheus", gen))
+        tokens = BATCH * length
+        speed_ratio = plain / morpheus
+        floor_ratio = morpheus / (plain + history_s)
+        print(f"{length:>10}{plain:>10.3f}{morpheus:>12.3f}{tokens / plain:>13.1f}"
+              f"{tokens / morpheus:>16.1f}{speed_ratio:>8.3f}{floor_ratio:>10.3f}")
+        if length == 128 and speed_ratio < 0.9:
+            failures.append(f"at {length} tokens MORPHEUS runs at {speed_ratio:.2f}x plain (< 0.9x)")
+        if length == 32 and floor_ratio > 1.05:
+            failures.append(f"at {length} tokens MORPHEUS takes {floor_ratio:.3f}x the floor (> 1.05x)")
+    for failure in failures:
+        print(f"FAIL: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
