@@ -64,7 +64,8 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
     elif tok_cfg.get("train_vocab_size"):
         tokenizer = train_tokenizer(dm.training_texts(), tok_cfg["train_vocab_size"], tok_dir)
     else:
-        tokenizer = load_tokenizer(tok_cfg["name_or_path"])
+        tokenizer = load_tokenizer(tok_cfg["name_or_path"], gguf_file=tok_cfg.get("gguf_file"),
+                                   trust_remote_code=cfg.model.get("trust_remote_code", False))
     segment_tokenizer = None
     if cfg.encoder.kind == "pretrained":
         segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path)
@@ -78,13 +79,17 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
 def build_stage(cfg: DictConfig, stage: str, tokenizer_dir: str) -> PersonaDialogStage:
     """A stage's LightningModule from the composed config (seeded, so the init is repeatable)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    optim = _plain(cfg, "optim")
+    if cfg.peft.lr is not None:
+        optim["lr"] = cfg.peft.lr
     kwargs = dict(
         tokenizer_dir=tokenizer_dir,
         model=_plain(cfg, "model"),
         encoder=_plain(cfg, "encoder"),
         projector=_plain(cfg, "projector"),
-        optim=_plain(cfg, "optim"),
+        optim=optim,
         loss=_plain(cfg, "loss"),
+        peft=_plain(cfg, "peft"),
     )
     if stage in ("codebook_init", "joint"):
         kwargs["codebook"] = _plain(cfg, "codebook")
@@ -150,6 +155,8 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
         trainer = _trainer(cfg, stage, work_dir, max_steps=-1)
         vectors = torch.cat(trainer.predict(module, dataloaders=dm.persona_dataloader()))
         module.fit_codebook(vectors, seed=cfg.seed)
+    elif module.parameter_budget()["trainable"] == 0:
+        log.info("%s: nothing to train (peft.baseline=frozen): the pretrained decoder as it is", stage)
     else:
         steps = cfg.train[stage].max_steps
         last = ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True,
