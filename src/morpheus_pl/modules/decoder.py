@@ -75,6 +75,20 @@ def decode_texts(tokenizer: PreTrainedTokenizerBase, ids: torch.Tensor) -> list[
     return [t.strip() for t in texts]
 
 
+@torch.no_grad()
+def grow_embeddings(model: PreTrainedModel, vocab_size: int) -> None:
+    """Make room for tokens the project adds (speaker tags): each new row is the mean of the
+    pretrained rows, with no random draw, so a frozen decoder (PEFT mode) is rebuilt identically
+    by every stage from its source."""
+    old = model.get_input_embeddings().num_embeddings
+    if vocab_size <= old:
+        return
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    for embedding in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings())
+                      if e is not None}.values():
+        embedding.weight[old:] = embedding.weight[:old].mean(0)
+
+
 def build_decoder(
     source: str,
     tokenizer: PreTrainedTokenizerBase,
@@ -112,9 +126,8 @@ def build_decoder(
                 f"cannot load the decoder {name_or_path!r}: {err}. Without access to the Hugging Face "
                 f"hub, download it elsewhere and set model.name_or_path=/path/to/local/copy."
             ) from err
-        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-            model.resize_token_embeddings(len(tokenizer))
+        grow_embeddings(model, len(tokenizer))
         model.config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        return model
+        return model.train()  # from_pretrained gives eval mode, which Lightning keeps: no dropout
     raise ValueError(f"model.source must be 'config' or 'pretrained', got {source!r}")
