@@ -156,7 +156,11 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
                                every_n_train_steps=cfg.train.checkpoint_every_n_steps)
         trainer = _trainer(cfg, stage, work_dir, steps, [last])
         resume = work_dir / "resume" / "last.ckpt"
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None)
+        # Lightning's resume checkpoints hold only tensors and plain containers (weights,
+        # optimiser, scheduler, loop and callback states, hyper-parameters as dicts), so
+        # resuming needs no full pickle: weights_only=True.
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None,
+                    weights_only=True)
     save_stage(module, path, stage, cfg)
     (path.parent / "provenance.json").write_text(json.dumps(
         {"stage": stage, "built_on": str(previous_path) if previous_path else None}, indent=2))
@@ -214,7 +218,8 @@ def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> P
                            every_n_train_steps=cfg.train.checkpoint_every_n_steps)
     trainer = _trainer(cfg, "scorer", path.parent, sc.max_steps, [last])
     resume = path.parent / "resume" / "last.ckpt"
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None,
+                weights_only=True)
     trainer.test(module, datamodule=data, verbose=False)
     confusion = module.test_confusion.compute()
     report = {
