@@ -66,9 +66,10 @@ class PersonaDialogStage(L.LightningModule):
         weights = self.loss_cfg.get("weights", {})
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
         for name, value in losses.items():
-            if not math.isfinite(float(value.detach())):
+            number = float(value.detach())
+            if not math.isfinite(number):
                 raise FloatingPointError(
-                    f"{type(self).__name__}: loss {name!r} is {float(value)} at step {self.global_step} "
+                    f"{type(self).__name__}: loss {name!r} is {number} at step {self.global_step} "
                     f"({split}); stopping instead of training on NaN/Inf"
                 )
         bs = batch["lm_ids"].shape[0]
