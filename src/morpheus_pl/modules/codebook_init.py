@@ -196,6 +196,18 @@ def _weighted_sums(resp: Tensor, xc: Tensor, x2: Tensor) -> tuple[Tensor, Tensor
     return resp.T @ xc, resp.T @ x2
 
 
+def nearest_code_counts(x: Tensor, codes: Tensor, chunk: int = 8192) -> Tensor:
+    """How many rows of ``x`` have each code as their nearest (Eq. 8), shape (N,); in chunks of
+    ``chunk`` rows, so memory stays O(chunk * N)."""
+    xf, cf = x.float(), codes.float()
+    c2 = cf.square().sum(1)
+    counts = torch.zeros(cf.shape[0], dtype=torch.long, device=x.device)
+    for rows in xf.split(chunk):
+        nearest = (c2 - 2.0 * rows @ cf.T).argmin(1)  # ||x||^2 is the same for every code
+        counts += torch.bincount(nearest, minlength=cf.shape[0])
+    return counts
+
+
 def init_codebook(
     x: Tensor,
     num_codes: int,
@@ -213,12 +225,41 @@ def init_codebook(
       empty codes with the batch's ``p_i`` in sequence); with fewer vectors, they are cycled
       and the repeats get a small Gaussian noise (1e-3 of the data's std).
     - ``random``: uniform in ``[-1/N, 1/N]``, the VQ-VAE default.
+
+    Degenerate inputs never give NaN codes; each is logged as a warning on the ``morpheus_pl``
+    logger. Non-finite vectors raise ValueError. Fewer distinct vectors than codes (N larger
+    than the number of vectors, or identical vectors): ``mean`` and ``sequential`` cycle the
+    vectors (repeats get the noise above), ``em`` lets components coincide on the same points,
+    ``random`` ignores the data. Dead codes — codes that are the nearest code (Eq. 8) of no
+    vector after initialisation, e.g. coinciding codes or random codes far from the data — are
+    *kept* as they are and counted in the warning. (During EM, components whose effective count
+    falls below ``1e-3 * n / N`` are already re-seeded onto the data, see :func:`fit_diag_gmm`;
+    joint training re-seeds codes whose usage stays low when ``codebook.reseed_below`` > 0.)
     """
     if method not in INIT_METHODS:
         allowed = ", ".join(INIT_METHODS)
         raise ValueError(f"unknown codebook init method {method!r}; allowed: {allowed}")
     if x.ndim != 2 or x.shape[0] == 0 or num_codes < 1:
         raise ValueError("x must be a non-empty (n, d) tensor and num_codes >= 1")
+    bad_rows = (~torch.isfinite(x).all(1)).nonzero().flatten()
+    if bad_rows.numel():
+        raise ValueError(f"init_codebook: {bad_rows.numel()} persona vector(s) contain NaN or "
+                         f"Inf (first: row {int(bad_rows[0])}); expected finite vectors")
+    if method != "em":  # fit_diag_gmm warns about coinciding components itself
+        n_distinct = _count_distinct(x.to(_compute_dtype(x)), num_codes)
+        if n_distinct < num_codes:
+            logger.warning("init_codebook(%s): %d codes but only %d distinct persona vectors "
+                           "(of %d)", method, num_codes, n_distinct, x.shape[0])
+    codes = _initial_codes(x, num_codes, method, generator, em_kwargs)
+    dead = int((nearest_code_counts(x, codes) == 0).sum())
+    if dead:
+        logger.warning("init_codebook(%s): %d of %d codes are the nearest code of no persona "
+                       "vector (dead codes); kept as they are", method, dead, num_codes)
+    return codes
+
+
+def _initial_codes(x: Tensor, num_codes: int, method: str, generator: torch.Generator | None,
+                   em_kwargs: dict | None) -> Tensor:
     n, d = x.shape
     dtype = _compute_dtype(x)
     rng = _rng_device(generator)
