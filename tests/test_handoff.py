@@ -43,8 +43,10 @@ def test_model_or_dataset_change_every_stage(tiny_compose, base_prints, override
         assert prints[stage] != base_prints[stage], stage
 
 
-def test_worker_count_does_not_change_fingerprints(tiny_compose, base_prints):
-    assert _fingerprints(tiny_compose("data.num_workers=3")) == base_prints
+@pytest.mark.parametrize("override", ["data.num_workers=3", "model.trust_remote_code=true",
+                                      "encoder.trust_remote_code=true"])
+def test_settings_that_change_no_weights_keep_fingerprints(tiny_compose, base_prints, override):
+    assert _fingerprints(tiny_compose(override)) == base_prints
 
 
 def test_checkpoint_path_default_and_explicit(tiny_compose, tmp_path):

@@ -30,7 +30,7 @@ STAGE_KEYS = {
     "no_persona": (*_SHARED, "train.no_persona"),
     "scorer": ("dataset", "scorer", "seed"),
 }
-_IGNORED = ("num_workers", "eval_batch_size")
+_IGNORED = ("num_workers", "eval_batch_size", "trust_remote_code")  # change no weights
 
 
 def _select(cfg: DictConfig, dotted: str):

@@ -59,15 +59,17 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
     key = json.dumps([_plain(cfg, "dataset"), tok_cfg], sort_keys=True, default=str)
     tok_dir = Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
     saved = (tok_dir / "tokenizer.json").exists()
+    trust_decoder_code = bool(cfg.model.get("trust_remote_code", False))
     if saved:
-        tokenizer = load_tokenizer(tok_dir)
+        tokenizer = load_tokenizer(tok_dir, trust_remote_code=trust_decoder_code)
     elif tok_cfg.get("train_vocab_size"):
         tokenizer = train_tokenizer(dm.training_texts(), tok_cfg["train_vocab_size"], tok_dir)
     else:
-        tokenizer = load_tokenizer(tok_cfg["name_or_path"])
+        tokenizer = load_tokenizer(tok_cfg["name_or_path"], trust_remote_code=trust_decoder_code)
     segment_tokenizer = None
     if cfg.encoder.kind == "pretrained":
-        segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path)
+        segment_tokenizer = load_tokenizer(
+            cfg.encoder.name_or_path, trust_remote_code=bool(cfg.encoder.get("trust_remote_code", False)))
     dm.set_tokenizers(tokenizer, segment_tokenizer)
     if not saved:
         tokenizer.save_pretrained(str(tok_dir))

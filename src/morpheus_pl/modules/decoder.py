@@ -37,10 +37,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
     return fast
 
 
-def load_tokenizer(name_or_path: str | Path, revision: str | None = None) -> PreTrainedTokenizerFast:
-    """Load a saved or hub tokenizer and give it a pad token (the EOS one where it has none)."""
+def load_tokenizer(name_or_path: str | Path, revision: str | None = None,
+                   trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
+    """Load a saved or hub tokenizer and give it a pad token (the EOS one where it has none).
+    Code shipped with a hub repository runs only when `trust_remote_code` (config) is true."""
     try:
-        tok = AutoTokenizer.from_pretrained(str(name_or_path), revision=revision)
+        tok = AutoTokenizer.from_pretrained(str(name_or_path), revision=revision,
+                                            trust_remote_code=trust_remote_code)
     except OSError as err:
         raise OSError(
             f"cannot load the tokenizer {name_or_path!r}: {err}. Without access to the Hugging Face "
@@ -58,8 +61,10 @@ def build_decoder(
     tokenizer: PreTrainedTokenizerFast,
     name_or_path: str | None = None,
     architecture: dict | None = None,
+    trust_remote_code: bool = False,
 ) -> PreTrainedModel:
-    """`source=config`: random weights from `architecture` (e.g. a small GPT-2); `pretrained`: hub/local."""
+    """`source=config`: random weights from `architecture` (e.g. a small GPT-2); `pretrained`: hub/local
+    (code shipped with the repository runs only when `trust_remote_code`, model config, is true)."""
     if source == "config":
         arch = dict(architecture or {})
         model_type = arch.pop("model_type")
@@ -74,7 +79,8 @@ def build_decoder(
         return AutoModelForCausalLM.from_config(config)
     if source == "pretrained":
         try:
-            model = AutoModelForCausalLM.from_pretrained(name_or_path)
+            model = AutoModelForCausalLM.from_pretrained(name_or_path,
+                                                         trust_remote_code=trust_remote_code)
         except OSError as err:
             raise OSError(
                 f"cannot load the decoder {name_or_path!r}: {err}. Without access to the Hugging Face "

@@ -31,9 +31,11 @@ class PersonaDialogStage(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.tokenizer = load_tokenizer(tokenizer_dir)
+        trust_decoder_code = model.get("trust_remote_code", False)
+        self.tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=trust_decoder_code)
         self.decoder = build_decoder(
-            model["source"], self.tokenizer, model.get("name_or_path"), model.get("architecture")
+            model["source"], self.tokenizer, model.get("name_or_path"), model.get("architecture"),
+            trust_decoder_code,
         )
         self.hidden_size = self.decoder.config.get_text_config(decoder=True).hidden_size
         self.optim = optim
@@ -44,7 +46,8 @@ class PersonaDialogStage(L.LightningModule):
             elif encoder["kind"] == "pretrained":
                 if encoder["pooling"] != "mean":
                     raise ValueError("a pretrained persona encoder is mean-pooled: set encoder.pooling=mean")
-                self.persona_encoder = PretrainedPersonaEncoder(encoder["name_or_path"], self.hidden_size)
+                self.persona_encoder = PretrainedPersonaEncoder(
+                    encoder["name_or_path"], self.hidden_size, encoder.get("trust_remote_code", False))
             else:
                 raise ValueError(f"encoder.kind must be 'decoder' or 'pretrained', got {encoder['kind']!r}")
             self.projector = PrefixProjector(self.hidden_size, kv_layout(self.decoder.config), **projector)
