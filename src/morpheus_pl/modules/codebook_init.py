@@ -26,7 +26,7 @@ logger = logging.getLogger("morpheus_pl")
 
 INIT_METHODS = ("em", "mean", "sequential", "random")
 _MIN_SHARE = 1e-3  # a component is empty when its effective count < _MIN_SHARE * n / N
-_SPARSE_PER_SAMPLE = 2.0  # M-step by sparse products when at most this many responsibilities
+_SPARSE_PER_SAMPLE = 8.0  # M-step by sparse products when at most this many responsibilities
 _SPARSE_MIN_COMPONENTS = 16  # per sample on average are != 0 and there are this many components
 
 
@@ -52,11 +52,15 @@ def _rng_device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
 
 
-def _log_gauss(x: Tensor, x2: Tensor, means: Tensor, variances: Tensor) -> Tensor:
-    """``log N(x_i | mu_k, diag(var_k))`` for all pairs, shape (n, N), by matmuls."""
+def _log_gauss(xx2: Tensor, means: Tensor, variances: Tensor) -> Tensor:
+    """``log N(x_i | mu_k, diag(var_k))`` for all pairs, shape (n, N), from ``xx2 = [x | x^2]``
+    (n, 2d): the Mahalanobis terms ``-2 x.(mu/var) + x^2.(1/var) + mu^2.(1/var)`` are one matmul
+    that adds onto the constant, and the rest is done in place."""
     prec = variances.reciprocal()
-    mahal = x2 @ prec.T - 2.0 * (x @ (means * prec).T) + (means.square() * prec).sum(1)
-    return -0.5 * (torch.log(2.0 * math.pi * variances).sum(1) + mahal.clamp_min(0.0))
+    weights = torch.cat([-2.0 * means * prec, prec], 1)  # (N, 2d)
+    mahal = torch.addmm((means.square() * prec).sum(1), xx2, weights.T)
+    log_det = torch.log(2.0 * math.pi * variances).sum(1)
+    return mahal.clamp_min_(0.0).add_(log_det).mul_(-0.5)
 
 
 def _kmeans_pp(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
@@ -116,8 +120,8 @@ def fit_diag_gmm(
     n, d = x.shape
     dtype = _compute_dtype(x)
     xf = x.to(dtype)
-    if not torch.isfinite(xf.sum(dtype=torch.float64)):  # no finite float32 sum overflows float64
-        raise ValueError("x contains NaN or infinite values")
+    if not (torch.isfinite(xf.sum()) or torch.isfinite(xf).all()):  # cheap sum first; exact
+        raise ValueError("x contains NaN or infinite values")            # when it overflows
     n_distinct = _count_distinct(xf, num_components)
     if n_distinct < num_components:
         logger.warning(
@@ -125,8 +129,12 @@ def fit_diag_gmm(
             num_components, n_distinct,
         )
     center = xf.mean(0)
-    xc = xf - center  # centring reduces cancellation in the expanded quadratic forms
-    x2 = xc.square()
+    # [x - center | (x - center)^2] in one (n, 2d) buffer: the M-step needs both sums from one
+    # product. Centring reduces cancellation in the expanded quadratic forms.
+    xx2 = torch.empty(n, 2 * d, dtype=dtype, device=x.device)
+    xc, x2 = xx2[:, :d], xx2[:, d:]
+    torch.sub(xf, center, out=xc)
+    torch.square(xc, out=x2)
     data_var = x2.mean(0)
     scale = float(data_var.mean())
     floor = var_floor * (scale if scale > 0 else 1.0)
@@ -149,7 +157,7 @@ def fit_diag_gmm(
         serves both the log-sum-exp and the responsibilities. Relative weights below the
         dtype's smallest normal number are set to exactly 0 (as flushing denormals would): their
         share is under 1e-38 (float32), and exp is many times slower on such inputs."""
-        log_prob = _log_gauss(xc, x2, mu, var)
+        log_prob = _log_gauss(xx2, mu, var)
         top = log_prob.amax(1, keepdim=True)
         diff = log_prob.sub_(top)
         negligible = diff < exp_floor
@@ -164,7 +172,7 @@ def fit_diag_gmm(
     for n_iter in bar:
         counts = resp.sum(0)
         safe = counts.clamp_min(torch.finfo(dtype).tiny)[:, None]
-        weighted_x, weighted_x2 = _weighted_sums(resp, xc, x2)
+        weighted_x, weighted_x2 = _weighted_sums(resp, xx2).split(d, dim=1)
         means = weighted_x / safe  # Eq. 6
         variances = (weighted_x2 / safe - means.square()).clamp_min(floor)  # Eq. 7
         empty = torch.nonzero(counts < min_count).flatten()
@@ -184,16 +192,18 @@ def fit_diag_gmm(
                      resp.argmax(1), resp.sum(0))
 
 
-def _weighted_sums(resp: Tensor, xc: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
-    """``resp.T @ xc`` and ``resp.T @ x2``. In high dimension almost every responsibility is
-    exactly 0 in floating point (one component takes each sample), and then a sparse product
-    gives the identical sums at a fraction of the dense cost."""
+def _weighted_sums(resp: Tensor, xx2: Tensor) -> Tensor:
+    """``resp.T @ xx2`` (N, 2d). In high dimension almost every responsibility is exactly 0 in
+    floating point (one component takes each sample); then a sparse product built from the
+    nonzero entries gives the identical sums at a fraction of the dense cost."""
     n, num_components = resp.shape
-    if (resp.device.type == "cpu" and num_components >= _SPARSE_MIN_COMPONENTS
-            and (resp != 0).sum() <= _SPARSE_PER_SAMPLE * n):
-        sparse_t = resp.T.to_sparse()
-        return torch.sparse.mm(sparse_t, xc), torch.sparse.mm(sparse_t, x2)
-    return resp.T @ xc, resp.T @ x2
+    if resp.device.type == "cpu" and num_components >= _SPARSE_MIN_COMPONENTS:
+        rows, cols = resp.nonzero(as_tuple=True)
+        if rows.numel() <= _SPARSE_PER_SAMPLE * n:
+            sparse_t = torch.sparse_coo_tensor(torch.stack([cols, rows]), resp[rows, cols],
+                                               (num_components, n), check_invariants=False)
+            return torch.sparse.mm(sparse_t, xx2)
+    return resp.T @ xx2
 
 
 def nearest_code_counts(x: Tensor, codes: Tensor, chunk: int = 8192) -> Tensor:
