@@ -120,8 +120,8 @@ def fit_diag_gmm(
     n, d = x.shape
     dtype = _compute_dtype(x)
     xf = x.to(dtype)
-    if not (torch.isfinite(xf.sum()) or torch.isfinite(xf).all()):  # cheap sum first; exact
-        raise ValueError("x contains NaN or infinite values")            # when it overflows
+    if not (torch.isfinite(xf.sum()) or torch.isfinite(xf).all()):  # exact only on overflow
+        raise ValueError("x contains NaN or infinite values")
     n_distinct = _count_distinct(xf, num_components)
     if n_distinct < num_components:
         logger.warning(
@@ -132,9 +132,7 @@ def fit_diag_gmm(
     # [x - center | (x - center)^2] in one (n, 2d) buffer: the M-step needs both sums from one
     # product. Centring reduces cancellation in the expanded quadratic forms.
     xx2 = torch.empty(n, 2 * d, dtype=dtype, device=x.device)
-    xc, x2 = xx2[:, :d], xx2[:, d:]
-    torch.sub(xf, center, out=xc)
-    torch.square(xc, out=x2)
+    xc, x2 = torch.sub(xf, center, out=xx2[:, :d]), torch.square(xx2[:, :d], out=xx2[:, d:])
     data_var = x2.mean(0)
     scale = float(data_var.mean())
     floor = var_floor * (scale if scale > 0 else 1.0)
