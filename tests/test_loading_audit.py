@@ -58,7 +58,8 @@ def test_every_from_pretrained_passes_trust_remote_code_from_a_parameter():
 def recorded(monkeypatch, tiny_tokenizer):
     """from_pretrained of tokenizer, causal LM and encoder, recording their keyword arguments."""
     calls: dict[str, dict] = {}
-    tiny_lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=len(tiny_tokenizer)))
+    tiny_lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2,
+                                         vocab_size=len(tiny_tokenizer)))
 
     def fake(name, result):
         def load(*args, **kwargs):

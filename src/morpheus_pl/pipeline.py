@@ -68,8 +68,9 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
         tokenizer = load_tokenizer(tok_cfg["name_or_path"], trust_remote_code=trust_decoder_code)
     segment_tokenizer = None
     if cfg.encoder.kind == "pretrained":
-        segment_tokenizer = load_tokenizer(
-            cfg.encoder.name_or_path, trust_remote_code=bool(cfg.encoder.get("trust_remote_code", False)))
+        trust_encoder_code = bool(cfg.encoder.get("trust_remote_code", False))
+        segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path,
+                                           trust_remote_code=trust_encoder_code)
     dm.set_tokenizers(tokenizer, segment_tokenizer)
     if not saved:
         tokenizer.save_pretrained(str(tok_dir))

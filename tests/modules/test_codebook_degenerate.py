@@ -76,7 +76,8 @@ def test_degenerate_init_is_finite_and_warns(caplog, case: str, method: str) -> 
 
 @pytest.mark.parametrize("method", INIT_METHODS)
 def test_identical_vectors_give_codes_on_the_point_or_in_the_random_range(method: str) -> None:
-    codes = init_codebook(POINT.repeat(40, 1), 6, method, generator=torch.Generator().manual_seed(0))
+    codes = init_codebook(POINT.repeat(40, 1), 6, method,
+                          generator=torch.Generator().manual_seed(0))
     if method == "random":
         assert codes.abs().max() <= 1 / 6  # dead codes are kept, not moved onto the data
     else:
@@ -113,7 +114,8 @@ def test_distinct_vectors_no_warning(caplog, method: str) -> None:
 def test_non_finite_vectors_raise_naming_the_row(method: str, bad: float) -> None:
     x = torch.randn(10, 4, generator=torch.Generator().manual_seed(6))
     x[7, 2] = bad
-    with pytest.raises(ValueError, match=r"1 persona vector\(s\) contain NaN or Inf \(first: row 7\)"):
+    expected = r"1 persona vector\(s\) contain NaN or Inf \(first: row 7\)"
+    with pytest.raises(ValueError, match=expected):
         init_codebook(x, 3, method)
 
 

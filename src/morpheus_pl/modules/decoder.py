@@ -63,8 +63,8 @@ def build_decoder(
     architecture: dict | None = None,
     trust_remote_code: bool = False,
 ) -> PreTrainedModel:
-    """`source=config`: random weights from `architecture` (e.g. a small GPT-2); `pretrained`: hub/local
-    (code shipped with the repository runs only when `trust_remote_code`, model config, is true)."""
+    """`source=config`: random weights from `architecture` (e.g. a small GPT-2); `pretrained`:
+    hub/local (code shipped with the repository runs only when `trust_remote_code` is true)."""
     if source == "config":
         arch = dict(architecture or {})
         model_type = arch.pop("model_type")

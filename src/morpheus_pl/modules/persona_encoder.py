@@ -49,7 +49,8 @@ class PretrainedPersonaEncoder(nn.Module):
     def __init__(self, name_or_path: str, output_dim: int, trust_remote_code: bool = False) -> None:
         super().__init__()
         try:
-            self.backbone = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+            self.backbone = AutoModel.from_pretrained(name_or_path,
+                                                      trust_remote_code=trust_remote_code)
         except OSError as err:
             raise OSError(
                 f"cannot load the persona encoder {name_or_path!r}: {err}. Without access to the "

@@ -47,7 +47,8 @@ class PersonaDialogStage(L.LightningModule):
                 if encoder["pooling"] != "mean":
                     raise ValueError("a pretrained persona encoder is mean-pooled: set encoder.pooling=mean")
                 self.persona_encoder = PretrainedPersonaEncoder(
-                    encoder["name_or_path"], self.hidden_size, encoder.get("trust_remote_code", False))
+                    encoder["name_or_path"], self.hidden_size,
+                    encoder.get("trust_remote_code", False))
             else:
                 raise ValueError(f"encoder.kind must be 'decoder' or 'pretrained', got {encoder['kind']!r}")
             self.projector = PrefixProjector(self.hidden_size, kv_layout(self.decoder.config), **projector)
