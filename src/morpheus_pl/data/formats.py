@@ -248,23 +248,22 @@ def read_hf_dataset(
 ) -> list[DialogExample]:
     """Rows of `datasets.load_dataset` (a hub name such as "Toyhom/MORPHEUS_Datasets", or "json"
     with `data_files`), validated like `read_paper_json`; source = "label[split]:index".
-
-    `datasets` gives every row every column, null where a record lacks it, so null fields count
-    as absent. When `datasets` cannot load local files (truncated JSON, non-UTF-8 bytes), they
-    are read again with `read_examples` to name the record and what was expected.
-    """
+    `datasets` gives every row every column (null where a record lacks it): null counts as
+    absent. Local JSON that `datasets` cannot load is re-read by `read_paper_json` for the record
+    and what was expected (truncated JSON, non-UTF-8 bytes)."""
     import datasets
 
     files = _split_files(data_files, split)
-    label = files[0] if len(files) == 1 else name_or_path
+    local = name_or_path == "json"  # the packaged JSON builder: data_files are local paths
+    label = name_or_path if len(files) != 1 else files[0] if local else f"{name_or_path}/{files[0]}"
     try:
         rows = datasets.load_dataset(
             name_or_path, split=split, data_files=data_files, cache_dir=cache_dir
         )
     except Exception as exc:
         for file in files:
-            if Path(file).is_file() and Path(file).suffix.lower() in (".json", ".txt"):
-                read_examples(file)  # raises the precise DataFormatError where the file is bad
+            if local and Path(file).suffix.lower() == ".json" and Path(file).is_file():
+                read_paper_json(file)  # raises the precise DataFormatError where the file is bad
         cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
         raise DataFormatError(
             f"{label} (split {split!r}): could not load dataset "
