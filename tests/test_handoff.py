@@ -43,8 +43,10 @@ def test_model_or_dataset_change_every_stage(tiny_compose, base_prints, override
         assert prints[stage] != base_prints[stage], stage
 
 
-def test_worker_count_does_not_change_fingerprints(tiny_compose, base_prints):
-    assert _fingerprints(tiny_compose("data.num_workers=3")) == base_prints
+@pytest.mark.parametrize("override", ["data.num_workers=3", "model.trust_remote_code=true",
+                                      "encoder.trust_remote_code=true"])
+def test_settings_that_change_no_weights_keep_fingerprints(tiny_compose, base_prints, override):
+    assert _fingerprints(tiny_compose(override)) == base_prints
 
 
 def test_checkpoint_path_default_and_explicit(tiny_compose, tmp_path):
@@ -140,3 +142,77 @@ def test_concurrent_member_waits_for_the_stage_and_reuses_it(tiny_compose, tiny_
     assert time.perf_counter() - started > 0.5  # it waited for the lock
     assert holder.wait(timeout=30) == 0
     assert path.read_bytes() == b"written by the other member"
+
+
+class _MakesDirWhenUnpickled:
+    """Unpickling this runs `os.mkdir(marker)`: the stand-in for arbitrary code in a checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
+def test_checkpoint_with_a_pickled_object_is_refused_unexecuted(tiny_cfg, tiny_data, stage1_ckpt,
+                                                                 tmp_path):
+    _, saved = stage1_ckpt
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil" / "model.ckpt"
+    path.parent.mkdir()
+    torch.save({"stage": "role_awareness", "state_dict": saved.state_dict(),
+                "extra": _MakesDirWhenUnpickled(marker)}, path)
+    module = build_stage(tiny_cfg, "role_awareness", tiny_data[1])
+    with pytest.raises(ValueError) as info:
+        load_stage_weights(module, path)
+    message = str(info.value)
+    assert str(path) in message and "refused" in message and "weights_only=True" in message
+    assert "mkdir" in message  # torch's reason: the global that is not allowed
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("payload", "expected"), [
+    ([1, 2, 3], "got list"),
+    ({"stage": "role_awareness"}, "got dict"),
+    ({"state_dict": "weights"}, "got dict"),
+])
+def test_checkpoint_without_a_state_dict_names_what_was_expected(tiny_cfg, tiny_data, tmp_path,
+                                                                 payload, expected):
+    path = tmp_path / "model.ckpt"
+    torch.save(payload, path)
+    module = build_stage(tiny_cfg, "no_persona", tiny_data[1])
+    with pytest.raises(ValueError) as info:
+        load_stage_weights(module, path)
+    message = str(info.value)
+    assert str(path) in message and "'state_dict' mapping" in message and expected in message
+
+
+def test_not_a_torch_file_is_refused(tiny_cfg, tiny_data, tmp_path):
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(b"this is not a checkpoint" * 8)
+    module = build_stage(tiny_cfg, "no_persona", tiny_data[1])
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        load_stage_weights(module, path)
+
+
+def test_lightning_resume_checkpoint_loads_with_weights_only(tiny_compose, tiny_data):
+    """The pipeline resumes from Lightning's last.ckpt with weights_only=True: the file holds
+    nothing but tensors and plain containers, and a resumed run restores it."""
+    from morpheus_pl.pipeline import train_stage
+
+    dm, tok_dir = tiny_data
+    cfg = tiny_compose("train.no_persona.max_steps=2", "train.checkpoint_every_n_steps=1",
+                       "seed=12")
+    path = train_stage(cfg, "no_persona", dm, tok_dir)
+    last = path.parent / "resume" / "last.ckpt"
+    resume = torch.load(last, map_location="cpu", weights_only=True)
+    assert resume["global_step"] == 2
+    trained = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    path.unlink()
+    assert train_stage(cfg, "no_persona", dm, tok_dir) == path  # resumes at step 2 of 2
+    resumed = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    assert resumed.keys() == trained.keys()
+    for name, value in trained.items():
+        assert torch.equal(resumed[name], value), name

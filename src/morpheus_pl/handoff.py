@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -27,7 +30,7 @@ STAGE_KEYS = {
     "no_persona": (*_SHARED, "peft.baseline", "peft.adapter", "train.no_persona"),
     "scorer": ("dataset", "scorer", "seed"),
 }
-_IGNORED = ("num_workers", "eval_batch_size")
+_IGNORED = ("num_workers", "eval_batch_size", "trust_remote_code")  # change no weights
 
 
 def _select(cfg: DictConfig, dotted: str):
@@ -85,6 +88,29 @@ def save_stage(module: nn.Module, path: Path, stage: str, cfg: DictConfig) -> No
 def _reloadable_keys(module: nn.Module) -> set[str]:
     keys = getattr(module, "reloadable_keys", None)
     return keys() if keys is not None else set()
+def read_stage_checkpoint(path: Path) -> dict:
+    """The payload `save_stage` wrote, read with `weights_only=True`: tensors and plain
+    containers only, so a file holding any other pickled object is refused, never executed."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if re.search("unsupported", line, re.I)), lines[0])
+        raise ValueError(
+            f"checkpoint {path} refused: loaded with weights_only=True (tensors and plain "
+            f"containers only, as save_stage writes them), it holds something else: {reason}"
+        ) from err
+    except Exception as err:  # torch's unpickler fails on corrupt bytes in many ways
+        raise ValueError(
+            f"checkpoint {path} is not a readable torch checkpoint (expected a file written by "
+            f"save_stage): {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("state_dict"), Mapping):
+        raise ValueError(
+            f"checkpoint {path}: expected a stage checkpoint (a dict with a 'state_dict' "
+            f"mapping, as written by save_stage), got {type(payload).__name__}"
+        )
+    return dict(payload)
 
 
 def load_stage_weights(module: nn.Module, path: Path, new_parts: tuple[str, ...] = ()) -> dict:
@@ -94,7 +120,7 @@ def load_stage_weights(module: nn.Module, path: Path, new_parts: tuple[str, ...]
             f"checkpoint {path} does not exist: run the previous stage first (stage=pipeline runs "
             f"all of them) or pass its path, e.g. checkpoints.role_awareness=/path/model.ckpt"
         )
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_stage_checkpoint(path)
     state = payload["state_dict"]
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)

@@ -59,16 +59,19 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
     key = json.dumps([_plain(cfg, "dataset"), tok_cfg], sort_keys=True, default=str)
     tok_dir = Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
     saved = (tok_dir / "tokenizer.json").exists()
+    trust_decoder_code = bool(cfg.model.get("trust_remote_code", False))
     if saved:
-        tokenizer = load_tokenizer(tok_dir)
+        tokenizer = load_tokenizer(tok_dir, trust_remote_code=trust_decoder_code)
     elif tok_cfg.get("train_vocab_size"):
         tokenizer = train_tokenizer(dm.training_texts(), tok_cfg["train_vocab_size"], tok_dir)
     else:
         tokenizer = load_tokenizer(tok_cfg["name_or_path"], gguf_file=tok_cfg.get("gguf_file"),
-                                   trust_remote_code=cfg.model.get("trust_remote_code", False))
+                                   trust_remote_code=trust_decoder_code)
     segment_tokenizer = None
     if cfg.encoder.kind == "pretrained":
-        segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path)
+        trust_encoder_code = bool(cfg.encoder.get("trust_remote_code", False))
+        segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path,
+                                           trust_remote_code=trust_encoder_code)
     dm.set_tokenizers(tokenizer, segment_tokenizer)
     if not saved:
         tokenizer.save_pretrained(str(tok_dir))
@@ -163,7 +166,11 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
                                every_n_train_steps=cfg.train.checkpoint_every_n_steps)
         trainer = _trainer(cfg, stage, work_dir, steps, [last])
         resume = work_dir / "resume" / "last.ckpt"
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None)
+        # Lightning's resume checkpoints hold only tensors and plain containers (weights,
+        # optimiser, scheduler, loop and callback states, hyper-parameters as dicts), so
+        # resuming needs no full pickle: weights_only=True.
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None,
+                    weights_only=True)
     save_stage(module, path, stage, cfg)
     (path.parent / "provenance.json").write_text(json.dumps(
         {"stage": stage, "built_on": str(previous_path) if previous_path else None}, indent=2))
@@ -221,7 +228,8 @@ def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> P
                            every_n_train_steps=cfg.train.checkpoint_every_n_steps)
     trainer = _trainer(cfg, "scorer", path.parent, sc.max_steps, [last])
     resume = path.parent / "resume" / "last.ckpt"
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None,
+                weights_only=True)
     trainer.test(module, datamodule=data, verbose=False)
     confusion = module.test_confusion.compute()
     report = {

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from morpheus_pl.data.example import DialogExample
+from morpheus_pl.data.example import DataFormatError, DialogExample
 from morpheus_pl.data.leakage import check_role_leakage
 from morpheus_pl.data.persona import split_persona, truncate_history_left
 from morpheus_pl.data.sources import load_split
@@ -88,17 +88,29 @@ class PersonaDialogDataModule(L.LightningDataModule):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def encode(self, ex: DialogExample) -> dict:
+        """Token ids of one example. Only the newest turns that can fit `max_history_tokens`
+        are tokenised (scanning back stops at the first turn that does not fit), so a history of
+        any length costs time and memory in the budget, not in its number of turns."""
         tok = self.tokenizer
         partner, self_tag = tok.convert_tokens_to_ids(list(SPEAKERS))
-        n = len(ex.context)
-        turns = [
-            [partner if (n - 1 - i) % 2 == 0 else self_tag, *self._ids(t), tok.eos_token_id]
-            for i, t in enumerate(ex.context)
-        ]
-        kept = truncate_history_left(turns, self.max_history_tokens - 1) if turns else []
+        budget, total, newest_first = self.max_history_tokens - 1, 0, []
+        for i in range(len(ex.context) - 1, -1, -1):
+            speaker = partner if (len(ex.context) - 1 - i) % 2 == 0 else self_tag
+            newest_first.append([speaker, *self._ids(ex.context[i]), tok.eos_token_id])
+            total += len(newest_first[-1])
+            if total > budget:
+                break
+        turns = newest_first[::-1]
+        kept = truncate_history_left(turns, budget) if turns else []
         history = [tid for turn in kept for tid in turn] + [self_tag]
         response = self._ids(ex.response)[: self.max_response_tokens - 1] + [tok.eos_token_id]
-        segments = split_persona(ex.persona, self.dataset["separator"], self.num_segments)
+        try:
+            segments = split_persona(ex.persona, self.dataset["separator"], self.num_segments)
+        except ValueError as err:
+            raise DataFormatError(
+                f"record {ex.source}: field 'persona': {err} (expected sentences separated by "
+                f"{self.dataset['separator']!r})"
+            ) from err
         return {"history": history, "response": response, "segments": self._segments(segments),
                 "example": ex}
 

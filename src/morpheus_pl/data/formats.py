@@ -21,6 +21,7 @@ OPTIONAL_KEYS = ("role", "fact", "fact_options")
 _EXPECTED_KEYS = "persona, context, response and optionally role, fact, fact_options"
 _PARLAI_LINE = re.compile(r"(\d+) (.*)")
 _PERSONA_PREFIX = "your persona:"
+_SEPARATORS_AND_SPACE = re.compile(r"[\s.。]+")
 _NO_TURNS = "dialogue has persona lines but no turns (expected 'partner_text<TAB>label' lines)"
 
 
@@ -52,6 +53,11 @@ def _read_text(path: str | os.PathLike[str]) -> str:
             f"got invalid byte 0x{data[exc.start]:02x}"
         ) from exc
     return text.removeprefix("\ufeff")
+
+
+def _has_text(sentences: Sequence[str]) -> bool:
+    """Whether any sentence holds more than whitespace and sentence separators ('.', '。')."""
+    return any(_SEPARATORS_AND_SPACE.sub("", sentence) for sentence in sentences)
 
 
 def _type_error(where: str, field: str, expected: str, value: object) -> DataFormatError:
@@ -86,7 +92,7 @@ def _record_to_example(record: object, where: str, source: str) -> DialogExample
         persona = _string_list(raw_persona, where, "persona")
     else:
         raise _type_error(where, "persona", "a list of strings or a string", raw_persona)
-    if not any(sentence.strip() for sentence in persona):
+    if not _has_text(persona):
         raise DataFormatError(f"{where}: empty persona: expected a non-empty persona sentence")
     context = _string_list(record["context"], where, "context")
     response = record["response"]
@@ -220,7 +226,7 @@ def read_parlai_self_original(path: str | os.PathLike[str]) -> list[DialogExampl
         partner, label = fields[0], fields[1]
         if not label.strip():
             raise DataFormatError(f"{where}: empty response: expected a non-empty label")
-        if not any(persona):
+        if not _has_text(persona):
             raise DataFormatError(
                 f"{where}: empty persona: expected '{_PERSONA_PREFIX}' lines "
                 f"at the start of the dialogue (line {dialogue_start})"
@@ -241,23 +247,41 @@ def read_hf_dataset(
     cache_dir: str | None = None,
 ) -> list[DialogExample]:
     """Rows of `datasets.load_dataset` (a hub name such as "Toyhom/MORPHEUS_Datasets", or "json"
-    with `data_files`), validated like `read_paper_json`; source = "label[split]:index"."""
+    with `data_files`), validated like `read_paper_json`; source = "label[split]:index".
+    `datasets` gives every row every column (null where a record lacks it): null counts as
+    absent. Local JSON that `datasets` cannot load is re-read by `read_paper_json` for the record
+    and what was expected (truncated JSON, non-UTF-8 bytes)."""
     import datasets
 
-    label = data_files if isinstance(data_files, str) else name_or_path
+    files = _split_files(data_files, split)
+    local = name_or_path == "json"  # the packaged JSON builder: data_files are local paths
+    label = name_or_path if len(files) != 1 else files[0] if local else f"{name_or_path}/{files[0]}"
     try:
         rows = datasets.load_dataset(
             name_or_path, split=split, data_files=data_files, cache_dir=cache_dir
         )
     except Exception as exc:
+        for file in files:
+            if local and Path(file).suffix.lower() == ".json" and Path(file).is_file():
+                read_paper_json(file)  # raises the precise DataFormatError where the file is bad
+        cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
         raise DataFormatError(
             f"{label} (split {split!r}): could not load dataset "
-            f"(expected persona-dialogue records): {type(exc).__name__}: {exc}"
+            f"(expected persona-dialogue records): {type(exc).__name__}: {exc}{cause}"
         ) from exc
     return [
-        _record_to_example(row, f"{label} split {split!r}: record {i}", f"{label}[{split}]:{i}")
+        _record_to_example({k: v for k, v in row.items() if v is not None},
+                           f"{label} split {split!r}: record {i}", f"{label}[{split}]:{i}")
         for i, row in enumerate(rows)
     ]
+
+
+def _split_files(data_files: str | Sequence[str] | Mapping | None, split: str) -> list[str]:
+    """The data files `datasets` reads for `split`, as strings."""
+    files = data_files.get(split) if isinstance(data_files, Mapping) else data_files
+    if files is None:
+        return []
+    return [str(files)] if isinstance(files, (str, os.PathLike)) else [str(f) for f in files]
 
 
 def read_examples(path: str | os.PathLike[str]) -> list[DialogExample]:

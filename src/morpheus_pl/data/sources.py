@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from morpheus_pl.data.chitchat import ChitchatConfig, chitchat_dir, write_chitchat_splits
-from morpheus_pl.data.example import DialogExample
+from morpheus_pl.data.example import DataFormatError, DialogExample
 from morpheus_pl.data.formats import read_examples, read_hf_dataset
 from morpheus_pl.data.synthetic_world import PersonaWorld, WorldConfig
 
@@ -36,19 +36,23 @@ def load_split(dataset: dict, split: str) -> list[DialogExample]:
         folder = world_dir(root, dataset["world"])
         if not (folder / "world.json").exists():
             PersonaWorld(WorldConfig(**dataset["world"])).write(folder)
-        return read_examples(folder / files[split])
-    if source == "chitchat":
+        where, examples = folder / files[split], read_examples(folder / files[split])
+    elif source == "chitchat":
         if not root:
             raise ValueError(f"dataset {name!r}: source=chitchat needs dataset.root")
         folder = chitchat_dir(root, dataset["chitchat"])
         if not (folder / "stats.json").exists():
             write_chitchat_splits(folder, ChitchatConfig(**dataset["chitchat"]))
-        return read_examples(folder / files[split])
-    if source in ("files", "hub") and root:
-        return read_examples(Path(root) / files[split])
-    if source == "hub":
-        return read_hf_dataset(dataset["hub_name"], split, data_files={split: files[split]})
-    raise ValueError(
-        f"dataset {name!r}: source must be 'world', 'chitchat', 'files' (with dataset.root) or 'hub', "
-        f"got {source!r}"
-    )
+        where, examples = folder / files[split], read_examples(folder / files[split])
+    elif source in ("files", "hub") and root:
+        where, examples = Path(root) / files[split], read_examples(Path(root) / files[split])
+    elif source == "hub":
+        where = f"{dataset['hub_name']} ({files[split]})"
+        examples = read_hf_dataset(dataset["hub_name"], split, data_files={split: files[split]})
+    else:
+        raise ValueError(f"dataset {name!r}: source must be 'world', 'chitchat', 'files' (with "
+                         f"dataset.root) or 'hub', got {source!r}")
+    if not examples:
+        raise DataFormatError(f"{where}: no records in split {split!r} of dataset {name!r} "
+                              f"(expected at least one dialogue record)")
+    return examples

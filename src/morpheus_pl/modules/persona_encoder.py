@@ -48,10 +48,11 @@ class DecoderPersonaEncoder(nn.Module):
 class PretrainedPersonaEncoder(nn.Module):
     """Any Hugging Face encoder, mean-pooled over tokens and projected to the decoder width d."""
 
-    def __init__(self, name_or_path: str, output_dim: int) -> None:
+    def __init__(self, name_or_path: str, output_dim: int, trust_remote_code: bool = False) -> None:
         super().__init__()
         try:
-            self.backbone = AutoModel.from_pretrained(resolve_model_path(name_or_path))
+            self.backbone = AutoModel.from_pretrained(resolve_model_path(name_or_path),
+                                                      trust_remote_code=trust_remote_code)
         except OSError as err:
             raise OSError(
                 f"cannot load the persona encoder {name_or_path!r}: {err}. Without access to the "

@@ -51,10 +51,12 @@ def train_pair_tokenizer(texts: Iterable[str], vocab_size: int,
     return fast
 
 
-def load_classifier_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerFast:
+def load_classifier_tokenizer(name_or_path: str | Path,
+                              trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
     """A saved or hub tokenizer; a missing hub gives a message naming the model and the fix."""
     try:
-        return AutoTokenizer.from_pretrained(resolve_model_path(str(name_or_path)))
+        return AutoTokenizer.from_pretrained(resolve_model_path(str(name_or_path)),
+                                             trust_remote_code=trust_remote_code)
     except OSError as err:
         raise OSError(
             f"cannot load the scorer tokenizer {name_or_path!r}: {err}. Without access to the "

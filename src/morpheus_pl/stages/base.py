@@ -39,10 +39,11 @@ class PersonaDialogStage(L.LightningModule):
         self.save_hyperparameters()
         self.peft_cfg = peft or {"baseline": "full", "freeze_decoder": False}
         check_peft_config(self.peft_cfg)
-        self.tokenizer = load_tokenizer(tokenizer_dir)
+        trust_decoder_code = model.get("trust_remote_code", False)
+        self.tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=trust_decoder_code)
         self.decoder = build_decoder(
             model["source"], self.tokenizer, model.get("name_or_path"), model.get("architecture"),
-            model.get("gguf_file"), model.get("dtype"), model.get("trust_remote_code", False),
+            model.get("gguf_file"), model.get("dtype"), trust_decoder_code,
         )
         self.hidden_size = self.decoder.config.get_text_config(decoder=True).hidden_size
         self.optim = optim
@@ -53,7 +54,9 @@ class PersonaDialogStage(L.LightningModule):
             elif encoder["kind"] == "pretrained":
                 if encoder["pooling"] != "mean":
                     raise ValueError("a pretrained persona encoder is mean-pooled: set encoder.pooling=mean")
-                self.persona_encoder = PretrainedPersonaEncoder(encoder["name_or_path"], self.hidden_size)
+                self.persona_encoder = PretrainedPersonaEncoder(
+                    encoder["name_or_path"], self.hidden_size,
+                    encoder.get("trust_remote_code", False))
             else:
                 raise ValueError(f"encoder.kind must be 'decoder' or 'pretrained', got {encoder['kind']!r}")
             self.projector = PrefixProjector(self.hidden_size, kv_layout(self.decoder.config), **projector)
@@ -103,9 +106,10 @@ class PersonaDialogStage(L.LightningModule):
         weights = self.loss_cfg.get("weights", {})
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
         for name, value in losses.items():
-            if not math.isfinite(float(value.detach())):
+            number = float(value.detach())
+            if not math.isfinite(number):
                 raise FloatingPointError(
-                    f"{type(self).__name__}: loss {name!r} is {float(value)} at step {self.global_step} "
+                    f"{type(self).__name__}: loss {name!r} is {number} at step {self.global_step} "
                     f"({split}); stopping instead of training on NaN/Inf"
                 )
         bs = batch["lm_ids"].shape[0]

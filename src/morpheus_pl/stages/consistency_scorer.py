@@ -30,7 +30,8 @@ class ConsistencyScorerStage(L.LightningModule):
                  max_context_turns: int) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.tokenizer = load_classifier_tokenizer(tokenizer_dir)
+        self.tokenizer = load_classifier_tokenizer(tokenizer_dir,
+                                                   model.get("trust_remote_code", False))
         self.classifier = build_classifier(
             model["source"], self.tokenizer, NUM_LABELS, model.get("name_or_path"),
             model.get("architecture"), model.get("trust_remote_code", False))
