@@ -62,14 +62,19 @@ def evaluation_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.artifacts) / "evaluations" / hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def save_stage(module: nn.Module, path: Path, stage: str, cfg: DictConfig) -> None:
-    """Write weights + the stage's settings atomically (a crash never leaves half a file)."""
+def save_stage(module: nn.Module, path: Path, stage: str, cfg: DictConfig,
+               state_dict: dict | None = None) -> None:
+    """Write weights + the stage's settings atomically (a crash never leaves half a file).
+
+    `state_dict` defaults to the module's; under a sharding strategy pass the full one the
+    trainer's strategy assembles (`lightning_module_state_dict`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "stage": stage,
         "fingerprint": fingerprint(cfg, stage),
         "settings": json.dumps({k: _select(cfg, k) for k in STAGE_KEYS[stage]}, default=str),
-        "state_dict": module.state_dict(),
+        "state_dict": module.state_dict() if state_dict is None else state_dict,
     }
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
