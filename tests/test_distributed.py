@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-DRIVER = Path(__file__).with_name("rank_dump_driver.py")
+DRIVER = Path(__file__).with_name("pipeline_driver.py")
 TINY = [
     "stage=joint", "model.architecture.n_layer=2", "model.architecture.n_embd=32",
     "model.architecture.n_head=2", "model.tokenizer.train_vocab_size=400", "codebook.N=8",

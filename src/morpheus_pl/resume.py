@@ -9,12 +9,13 @@ stage killed after a checkpoint and resumed ends with the same weights as an uni
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from torch.utils.data import DataLoader
 
 
@@ -68,17 +69,32 @@ class ResumableDataLoader(DataLoader):
 
 class RandomStateCheckpoint(L.Callback):
     """Keeps the global random states (torch, CUDA, numpy, Python) in every checkpoint and
-    restores them on resume, with Lightning's own helpers. Under DDP the checkpoint holds rank
-    0's states and every rank gets them back; seeded alike, the ranks hold the same states."""
+    restores them on resume. Lightning's `_collect_rng_states` would keep numpy's key as a numpy
+    array, which Lightning's own resume loading (`weights_only=True`) refuses, so it is stored
+    as a tensor here. Under DDP the checkpoint holds rank 0's states and every rank gets them
+    back; seeded alike, the ranks hold the same states."""
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict) -> None:
-        checkpoint["rng_states"] = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        kind, key, pos, has_gauss, gauss = np.random.get_state()
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+            "numpy": (kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss),
+        }
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict) -> None:
-        if "rng_states" in checkpoint:
-            _set_rng_states(checkpoint["rng_states"])
+        states = checkpoint.get("rng_states")
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        random.setstate(states["python"])
+        kind, key, pos, has_gauss, gauss = states["numpy"]
+        np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
 
 
 def training_loader(data, batch_size: int, collate_fn, seed: int, num_workers: int = 0

@@ -49,10 +49,17 @@ class JointTrainingStage(CodebookInitStage):
             ),
         }
 
-    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        """After the optimiser step: codebook diagnostics (usage EMA, codes in use, dead codes,
-        perplexity of the step's assignments) and re-seeding of dead codes when
-        codebook.reseed_below > 0 (a threshold of 0 only updates the usage).
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the codebook statistics. Here rather than in
+        `on_train_batch_end`, which runs after callbacks, so that a checkpoint written at this
+        step (ModelCheckpoint) already holds the step's usage and re-seeded codes."""
+        super().optimizer_step(*args, **kwargs)
+        self.update_codebook_statistics()
+
+    def update_codebook_statistics(self) -> None:
+        """Codebook diagnostics (usage EMA, codes in use, dead codes, perplexity of the step's
+        assignments) and re-seeding of dead codes when codebook.reseed_below > 0 (a threshold
+        of 0 only updates the usage).
 
         Under DDP all of it is computed from every rank's assignments (gathered with the
         strategy), and the re-seeding draws from a generator seeded by the step, so every rank
