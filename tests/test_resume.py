@@ -18,10 +18,10 @@ TINY = [
     "stage=joint", "model.architecture.n_layer=2", "model.architecture.n_embd=32",
     "model.architecture.n_head=2", "model.tokenizer.train_vocab_size=400", "codebook.N=8",
     "dataset.world.train_roles=40", "dataset.world.val_roles=5", "dataset.world.test_roles=8",
-    "data.batch_size=4", "train.role_awareness.max_steps=4", "train.joint.max_steps=14",
-    "train.checkpoint_every_n_steps=6", "codebook.usage_decay=0.5", "codebook.reseed_below=0.6",
+    "data.batch_size=8", "train.role_awareness.max_steps=2", "train.joint.max_steps=8",
+    "train.checkpoint_every_n_steps=3", "codebook.usage_decay=0.5", "codebook.reseed_below=0.6",
     "trainer.log_every_n_steps=1",
-]  # 40 training examples: 10 steps an epoch; checkpoints at steps 6 and 12
+]  # 40 training examples: 5 steps an epoch; checkpoints at steps 3 and 6
 
 
 def _run(root: Path, out: str, *overrides: str, **env: str) -> subprocess.CompletedProcess:
@@ -44,10 +44,10 @@ def test_killed_joint_stage_resumes_to_the_uninterrupted_result(tmp_path: Path) 
     assert _run(tmp_path, "out_whole").returncode == 0  # trains stages 1-3 without a break
     whole = next((tmp_path / "artifacts" / "stages" / "joint").glob("*/model.ckpt"))
     killed = tmp_path / "killed_joint" / "model.ckpt"  # the same stages 1-2, stage 3 anew here
-    proc = _run(tmp_path, "out_killed", f"checkpoints.joint={killed}", KILL_AT="joint:9")
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]  # after step 9 of 14
+    proc = _run(tmp_path, "out_killed", f"checkpoints.joint={killed}", KILL_AT="joint:5")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]  # after step 5 of 8
     resume = killed.parent / "resume" / "last.ckpt"
-    assert torch.load(resume, weights_only=False)["global_step"] == 6  # mid-epoch 0 of 10 steps
+    assert torch.load(resume, weights_only=False)["global_step"] == 3  # mid-epoch 0 of 5 steps
     assert not killed.exists()
 
     proc = _run(tmp_path, "out_resumed", f"checkpoints.joint={killed}")
@@ -60,6 +60,6 @@ def test_killed_joint_stage_resumes_to_the_uninterrupted_result(tmp_path: Path) 
     for name, value in expected.items():
         assert torch.equal(resumed[name], value), name
     after = _losses(tmp_path, "out_resumed")
-    assert min(after) == 6  # steps 7..14, logged at 0-based steps 6..13
+    assert min(after) == 3  # steps 4..8, logged at 0-based steps 3..7
     reference = _losses(tmp_path, "out_whole")
     assert after == {step: reference[step] for step in after}
