@@ -1,6 +1,6 @@
 """Two CPU processes under Lightning's DDP (gloo): stage 2 gathers every rank's persona vectors
-and fits the codebook the single process fits; joint training keeps the ranks' codebooks,
-usage statistics and re-seeded codes identical."""
+(41 roles: shards of 21 and 20) and fits the codebook the single process fits; joint training
+keeps the ranks' codebooks, usage statistics and re-seeded codes identical."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ DRIVER = Path(__file__).with_name("pipeline_driver.py")
 TINY = [
     "stage=joint", "model.architecture.n_layer=2", "model.architecture.n_embd=32",
     "model.architecture.n_head=2", "model.tokenizer.train_vocab_size=400", "codebook.N=8",
-    "dataset.world.train_roles=40", "dataset.world.val_roles=5", "dataset.world.test_roles=8",
+    "dataset.world.train_roles=41", "dataset.world.val_roles=5", "dataset.world.test_roles=8",
     "data.batch_size=4", "train.role_awareness.max_steps=4", "train.joint.max_steps=6",
     "codebook.usage_decay=0.5", "codebook.reseed_below=0.6", "trainer.log_every_n_steps=1",
 ]
