@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
@@ -63,9 +63,10 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
     tok_dir = Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
     if global_rank() > 0:
         wait_for(lambda: (tok_dir / "tokenizer.json").exists(), f"rank 0 to write {tok_dir}")
-    dm = PersonaDialogDataModule(dataset=_plain(cfg, "dataset"), seed=cfg.seed, **_plain(cfg, "data"))
+    dm = PersonaDialogDataModule(dataset=_plain(cfg, "dataset"), seed=cfg.seed,
+                                 **_plain(cfg, "data"))
     saved = (tok_dir / "tokenizer.json").exists()
-    staging = tok_dir.with_name(f"{tok_dir.name}.{run_id(cfg).rsplit('|', 1)[1]}.tmp")
+    staging = tok_dir.with_name(f"{tok_dir.name}.{os.getpid()}.tmp")
     if saved:
         tokenizer = load_tokenizer(tok_dir)
     elif tok_cfg.get("train_vocab_size"):

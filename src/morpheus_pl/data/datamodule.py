@@ -130,7 +130,8 @@ class PersonaDialogDataModule(L.LightningDataModule):
             "segment_ids": segment_ids,
             "segment_mask": _pad([[1] * len(s) for s in segments], 0),
             "examples": [it["example"] for it in items],
-            **({"index": torch.tensor([it["index"] for it in items])} if "index" in items[0] else {}),
+            **({"index": torch.tensor([it["index"] for it in items])} if "index" in items[0]
+               else {}),
         }
 
     def _loader(self, split: str, batch_size: int) -> DataLoader:

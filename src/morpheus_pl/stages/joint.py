@@ -68,8 +68,8 @@ class JointTrainingStage(CodebookInitStage):
         p, k = self._assignment
         threshold = self.codebook_cfg["reseed_below"]
         generator = torch.Generator().manual_seed(torch.initial_seed() + self.global_step)
-        reseeded = self.codebook.reseed_dead_codes(p, k, self.codebook_cfg["usage_decay"], threshold,
-                                                   generator, self._gather_ranks)
+        reseeded = self.codebook.reseed_dead_codes(
+            p, k, self.codebook_cfg["usage_decay"], threshold, generator, self._gather_ranks)
         in_use = float((self.codebook.usage >= DEAD_USAGE).sum())
         self.log_dict({
             "train/reseeded_codes": float(reseeded),
