@@ -50,6 +50,11 @@ def test_deepspeed_without_the_package_fails_at_once(tiny_compose) -> None:
         check_strategy(tiny_compose("trainer=deepspeed").trainer)
 
 
+def test_fsdp_on_cpus_fails_at_once(tiny_compose) -> None:
+    with pytest.raises(ValueError, match="needs GPUs"):
+        check_strategy(tiny_compose("trainer=fsdp", "trainer.accelerator=cpu").trainer)
+
+
 def test_slurm_preset_sizes_the_job_from_the_trainer() -> None:
     from hydra import compose, initialize_config_dir
 

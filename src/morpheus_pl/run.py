@@ -60,11 +60,15 @@ def run(cfg: DictConfig) -> Path:
 
 
 def check_strategy(trainer: DictConfig) -> None:
-    """Fail before any data or model work when the chosen strategy's package is missing."""
+    """Fail before any data or model work on a strategy that cannot run here: DeepSpeed without
+    its package, FSDP on CPUs (Lightning's FSDP needs GPUs)."""
     strategy = str(trainer.get("strategy", "auto"))
     if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise ImportError(f"trainer.strategy={strategy} needs DeepSpeed, which is not installed: "
                           f"pip install deepspeed (or choose trainer=ddp or trainer=fsdp)")
+    if strategy.startswith("fsdp") and trainer.get("accelerator") == "cpu":
+        raise ValueError("trainer=fsdp needs GPUs (Lightning's FSDP does not run on CPUs); on "
+                         "CPUs use trainer=ddp trainer.accelerator=cpu")
 
 
 def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timing: dict) -> None:
