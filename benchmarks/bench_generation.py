@@ -50,6 +50,13 @@ class MorpheusParts(nn.Module):
         self.codebook = PersonaCodebook(CODES, config.n_embd)
         self.predictor = CodePredictor(config.n_embd, CODES, SLOTS)
 
+    @property
+    def generating_model(self) -> nn.Module:
+        return self.decoder
+
+    def baseline_prefix(self, batch_size: int) -> None:
+        return None
+
     def code_logits(self, batch: dict) -> torch.Tensor:
         return self.predictor(history_state(self.decoder, batch["history_ids"],
                                             batch["history_mask"]))

@@ -34,10 +34,13 @@ SENTENCES = [
 
 
 def compose_tiny(root: str | Path, *extra: str):
-    """The project's config shrunk to a tiny model and world, artifacts under `root`."""
+    """The project's config shrunk to a tiny model and world, artifacts under `root`. Another
+    `model=` in `extra` replaces the tiny GPT-2's size overrides (it brings its own sizes)."""
     from hydra import compose, initialize_config_dir
 
-    overrides = [*TINY_OVERRIDES, f"paths.root={root}", f"paths.output={Path(root) / 'out'}", *extra]
+    other_model = any(e.startswith("model=") for e in extra)
+    tiny = [o for o in TINY_OVERRIDES if not (other_model and o.startswith("model."))]
+    overrides = [*tiny, f"paths.root={root}", f"paths.output={Path(root) / 'out'}", *extra]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return compose(config_name="config", overrides=overrides)
 

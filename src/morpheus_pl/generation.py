@@ -3,7 +3,7 @@
 `system` picks where the prefix comes from:
   morpheus      history only: predictor -> codes -> codebook vectors -> projector
   true_persona  the true persona segments -> encoder -> projector (upper bound)
-  no_persona    no prefix
+  no_persona    no prefix (a prefix-tuning baseline: its learned prefix)
 Histories are left-padded; the attention mask covers prefix + history; a fresh cache is built
 for every call because `generate` changes it in place.
 """
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from morpheus_pl.modules.code_predictor import decode_codes
+from morpheus_pl.modules.decoder import decode_texts
 from morpheus_pl.modules.prefix_projector import prefix_attention, prefix_cache
 from morpheus_pl.stages.base import PersonaDialogStage
 
@@ -37,7 +38,7 @@ def prefix_for(stage: PersonaDialogStage, batch: dict, system: str, decode: str 
                generator: torch.Generator | None = None) -> tuple[list | None, Tensor | None]:
     """Per-layer (key, value) prefix for `system`, and the codes MORPHEUS picked (else None)."""
     if system == "no_persona":
-        return None, None
+        return stage.baseline_prefix(batch["history_ids"].shape[0]), None
     if system == "true_persona":
         return stage.projector(stage.persona_vectors(batch)), None
     if system == "morpheus":
@@ -58,7 +59,7 @@ def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: 
         mask, _ = prefix_attention(kv[0][0].shape[2], mask)
         kwargs["cache"] = prefix_cache(kv, stage.decoder.config)
     tok = stage.tokenizer
-    out = stage.decoder.generate(
+    out = stage.generating_model.generate(
         input_ids=ids,
         attention_mask=mask,
         do_sample=config.do_sample,
@@ -71,5 +72,4 @@ def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: 
         eos_token_id=tok.eos_token_id,
         **kwargs,
     )
-    texts = tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-    return [t.strip() for t in texts], codes
+    return decode_texts(tok, out[:, ids.shape[1]:]), codes

@@ -18,13 +18,13 @@ from torch import nn
 
 log = logging.getLogger("morpheus_pl")
 
-_SHARED = ("dataset", "model", "data", "optim", "seed")
-_PERSONA = (*_SHARED, "encoder", "projector")
+_SHARED = ("dataset", "model", "data", "optim", "seed", "peft.lr")
+_PERSONA = (*_SHARED, "encoder", "projector", "peft.freeze_decoder")
 STAGE_KEYS = {
     "role_awareness": (*_PERSONA, "train.role_awareness"),
     "codebook_init": (*_PERSONA, "train.role_awareness", "codebook"),
     "joint": (*_PERSONA, "train.role_awareness", "codebook", "predictor", "loss", "train.joint"),
-    "no_persona": (*_SHARED, "train.no_persona"),
+    "no_persona": (*_SHARED, "peft.baseline", "peft.adapter", "train.no_persona"),
     "scorer": ("dataset", "scorer", "seed"),
 }
 _IGNORED = ("num_workers", "eval_batch_size")
@@ -67,19 +67,28 @@ def save_stage(module: nn.Module, path: Path, stage: str, cfg: DictConfig,
     """Write weights + the stage's settings atomically (a crash never leaves half a file).
 
     `state_dict` defaults to the module's; under a sharding strategy pass the full one the
-    trainer's strategy assembles (`lightning_module_state_dict`).
+    trainer's strategy assembles (`lightning_module_state_dict`). A frozen pretrained decoder's
+    weights are left out (`reloadable_keys`): every stage loads them unchanged from the model
+    source, so a PEFT-mode checkpoint holds only what trained.
     """
+    reloadable = _reloadable_keys(module)
+    state = module.state_dict() if state_dict is None else state_dict
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "stage": stage,
         "fingerprint": fingerprint(cfg, stage),
         "settings": json.dumps({k: _select(cfg, k) for k in STAGE_KEYS[stage]}, default=str),
-        "state_dict": module.state_dict() if state_dict is None else state_dict,
+        "state_dict": {k: v for k, v in state.items() if k not in reloadable},
     }
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
     log.info("%s checkpoint written to %s", stage, path)
+
+
+def _reloadable_keys(module: nn.Module) -> set[str]:
+    keys = getattr(module, "reloadable_keys", None)
+    return keys() if keys is not None else set()
 
 
 def load_stage_weights(module: nn.Module, path: Path, new_parts: tuple[str, ...] = ()) -> dict:
@@ -98,7 +107,8 @@ def load_stage_weights(module: nn.Module, path: Path, new_parts: tuple[str, ...]
             f"checkpoint {path} ({payload.get('stage')}) does not fit {type(module).__name__}: it was "
             f"made with an incompatible decoder or sizes.\n{err}"
         ) from err
-    missing = [k for k in missing if not k.startswith(new_parts)]
+    reloadable = _reloadable_keys(module)
+    missing = [k for k in missing if not k.startswith(new_parts) and k not in reloadable]
     if missing or unexpected:
         raise ValueError(
             f"checkpoint {path} ({payload.get('stage')}) does not fit {type(module).__name__}: "

@@ -72,7 +72,8 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
     elif tok_cfg.get("train_vocab_size"):
         tokenizer = train_tokenizer(dm.training_texts(), tok_cfg["train_vocab_size"], staging)
     else:
-        tokenizer = load_tokenizer(tok_cfg["name_or_path"])
+        tokenizer = load_tokenizer(tok_cfg["name_or_path"], gguf_file=tok_cfg.get("gguf_file"),
+                                   trust_remote_code=cfg.model.get("trust_remote_code", False))
     segment_tokenizer = None
     if cfg.encoder.kind == "pretrained":
         segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path)
@@ -90,13 +91,17 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
 def build_stage(cfg: DictConfig, stage: str, tokenizer_dir: str) -> PersonaDialogStage:
     """A stage's LightningModule from the composed config (seeded, so the init is repeatable)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    optim = _plain(cfg, "optim")
+    if cfg.peft.lr is not None:
+        optim["lr"] = cfg.peft.lr
     kwargs = dict(
         tokenizer_dir=tokenizer_dir,
         model=_plain(cfg, "model"),
         encoder=_plain(cfg, "encoder"),
         projector=_plain(cfg, "projector"),
-        optim=_plain(cfg, "optim"),
+        optim=optim,
         loss=_plain(cfg, "loss"),
+        peft=_plain(cfg, "peft"),
     )
     if stage in ("codebook_init", "joint"):
         kwargs["codebook"] = _plain(cfg, "codebook")
@@ -126,16 +131,18 @@ def _resumable_trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: i
     return trainer, str(resume) if resume.exists() else None
 
 
-def _save(trainer: L.Trainer, module, path: Path, stage: str, cfg: DictConfig,
+def _save(trainer: L.Trainer | None, module, path: Path, stage: str, cfg: DictConfig,
           provenance: dict | None = None) -> None:
     """Rank 0 writes the stage checkpoint (the strategy assembles the full weights, also when
-    they are sharded); every rank waits until it is there."""
-    state = trainer.strategy.lightning_module_state_dict()
-    if trainer.is_global_zero:
+    they are sharded); every rank waits until it is there. Without a trainer (nothing was
+    trained) rank 0 writes the module's weights and no rank waits."""
+    state = trainer.strategy.lightning_module_state_dict() if trainer is not None else None
+    if global_rank() == 0:
         save_stage(module, path, stage, cfg, state)
         if provenance is not None:
             (path.parent / "provenance.json").write_text(json.dumps(provenance, indent=2))
-    trainer.strategy.barrier(f"{stage} saved")
+    if trainer is not None:
+        trainer.strategy.barrier(f"{stage} saved")
 
 
 def train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, tokenizer_dir: str) -> Path:
@@ -164,6 +171,9 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
         trainer = _trainer(cfg, stage, work_dir, max_steps=-1)
         trainer.predict(module, dataloaders=dm.persona_dataloader(), return_predictions=False)
         module.fit_codebook(module.encoded_personas, seed=cfg.seed)
+    elif module.parameter_budget()["trainable"] == 0:
+        log.info("%s: nothing to train (peft.baseline=frozen): the pretrained decoder as it is", stage)
+        trainer = None
     else:
         trainer, resume = _resumable_trainer(cfg, stage, work_dir, cfg.train[stage].max_steps)
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
@@ -232,7 +242,7 @@ def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> P
                                  + ", ".join(f"{k} {v}" for k, v in sorted(LABEL_NAMES.items())),
     }
     _save(trainer, module, path, "scorer", cfg)
-    if trainer.is_global_zero:
+    if global_rank() == 0:
         (path.parent / "scorer_report.json").write_text(json.dumps(report, indent=2))
     log.info("scorer: held-out accuracy %.3f on %d test triples; confusion %s",
              report["held_out_accuracy"], report["held_out_triples"], report["confusion_matrix"])

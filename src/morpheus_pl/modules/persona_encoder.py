@@ -6,6 +6,8 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
+from morpheus_pl.modules.offline_models import resolve_model_path
+
 
 def last_token_state(hidden: Tensor, mask: Tensor) -> Tensor:
     """Hidden state (.., d) of the last non-padding token of each right- or left-padded row."""
@@ -49,7 +51,7 @@ class PretrainedPersonaEncoder(nn.Module):
     def __init__(self, name_or_path: str, output_dim: int) -> None:
         super().__init__()
         try:
-            self.backbone = AutoModel.from_pretrained(name_or_path)
+            self.backbone = AutoModel.from_pretrained(resolve_model_path(name_or_path))
         except OSError as err:
             raise OSError(
                 f"cannot load the persona encoder {name_or_path!r}: {err}. Without access to the "

@@ -1,5 +1,9 @@
 """The shared LightningModule: decoder + persona encoder + prefix projector, one weighted-loss
-step for every stage, AdamW with linear warm-up. Each stage only adds its `losses(batch)`."""
+step for every stage, AdamW with linear warm-up. Each stage only adds its `losses(batch)`.
+
+PEFT mode (paper §5.3): with `peft.freeze_decoder` the MORPHEUS stages keep the decoder (and the
+persona encoder when it is the decoder) frozen; only the projector, codebook, predictor and a
+separate encoder train."""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ import math
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import get_linear_schedule_with_warmup
 
 from morpheus_pl.modules.decoder import build_decoder, load_tokenizer
+from morpheus_pl.modules.peft_baselines import check_peft_config, parameter_budget
 from morpheus_pl.modules.persona_encoder import DecoderPersonaEncoder, PretrainedPersonaEncoder
 from morpheus_pl.modules.prefix_projector import PrefixProjector, kv_layout
 
@@ -28,12 +33,16 @@ class PersonaDialogStage(L.LightningModule):
         projector: dict,
         optim: dict,
         loss: dict,
+        peft: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.peft_cfg = peft or {"baseline": "full", "freeze_decoder": False}
+        check_peft_config(self.peft_cfg)
         self.tokenizer = load_tokenizer(tokenizer_dir)
         self.decoder = build_decoder(
-            model["source"], self.tokenizer, model.get("name_or_path"), model.get("architecture")
+            model["source"], self.tokenizer, model.get("name_or_path"), model.get("architecture"),
+            model.get("gguf_file"), model.get("dtype"), model.get("trust_remote_code", False),
         )
         self.hidden_size = self.decoder.config.get_text_config(decoder=True).hidden_size
         self.optim = optim
@@ -48,6 +57,34 @@ class PersonaDialogStage(L.LightningModule):
             else:
                 raise ValueError(f"encoder.kind must be 'decoder' or 'pretrained', got {encoder['kind']!r}")
             self.projector = PrefixProjector(self.hidden_size, kv_layout(self.decoder.config), **projector)
+            if self.peft_cfg["freeze_decoder"]:
+                self.decoder.requires_grad_(False)
+
+    def parameter_budget(self) -> dict[str, float]:
+        """Trainable / total parameters and their share in % (TPS, Table 6)."""
+        return parameter_budget(self)
+
+    def reloadable_keys(self) -> set[str]:
+        """State-dict keys of a pretrained decoder's frozen parameters: stage checkpoints leave
+        them out, since every stage reloads them unchanged from the model source."""
+        if self.hparams.model["source"] != "pretrained":
+            return set()
+        frozen = {id(p) for p in self.decoder.parameters() if not p.requires_grad}
+        return {name for name, p in self.named_parameters(remove_duplicate=False) if id(p) in frozen}
+
+    def on_fit_start(self) -> None:
+        budget = self.parameter_budget()
+        for logger in self.loggers:
+            logger.log_hyperparams({f"params/{k}": v for k, v in budget.items()})
+
+    @property
+    def generating_model(self) -> nn.Module:
+        """The model whose `generate` produces this stage's responses."""
+        return self.decoder
+
+    def baseline_prefix(self, batch_size: int) -> list[tuple[Tensor, Tensor]] | None:
+        """A learned prefix of the no-persona baseline (prefix tuning), else None."""
+        return None
 
     def persona_vectors(self, batch: dict) -> Tensor:
         """Eq. 3-4: the M segments of each example encoded, p (B, M, d)."""
