@@ -65,19 +65,23 @@ def evaluation_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.artifacts) / "evaluations" / hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def save_stage(module: nn.Module, path: Path, stage: str, cfg: DictConfig) -> None:
+def save_stage(module: nn.Module, path: Path, stage: str, cfg: DictConfig,
+               state_dict: dict | None = None) -> None:
     """Write weights + the stage's settings atomically (a crash never leaves half a file).
 
-    A frozen pretrained decoder's weights are left out (`reloadable_keys`): every stage loads
-    them unchanged from the model source, so a PEFT-mode checkpoint holds only what trained.
+    `state_dict` defaults to the module's; under a sharding strategy pass the full one the
+    trainer's strategy assembles (`lightning_module_state_dict`). A frozen pretrained decoder's
+    weights are left out (`reloadable_keys`): every stage loads them unchanged from the model
+    source, so a PEFT-mode checkpoint holds only what trained.
     """
     reloadable = _reloadable_keys(module)
+    state = module.state_dict() if state_dict is None else state_dict
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "stage": stage,
         "fingerprint": fingerprint(cfg, stage),
         "settings": json.dumps({k: _select(cfg, k) for k in STAGE_KEYS[stage]}, default=str),
-        "state_dict": {k: v for k, v in module.state_dict().items() if k not in reloadable},
+        "state_dict": {k: v for k, v in state.items() if k not in reloadable},
     }
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)

@@ -1,8 +1,10 @@
 """Stage orchestration: data + tokenizer, then each stage trained once and handed on.
 
 `train_stage` returns the checkpoint of a stage, training it (and what it builds on) only when
-no checkpoint with the same fingerprint exists; an interrupted stage resumes from its last
-Lightning checkpoint. `train_scorer`/`load_scorer` do the same for the consistency scorer.
+no checkpoint with the same fingerprint exists; an interrupted stage resumes exactly from its
+last Lightning checkpoint (morpheus_pl.resume). `train_scorer`/`load_scorer` do the same for
+the consistency scorer. Under a distributed strategy every rank runs these functions in the same
+order (Lightning needs all ranks in every fit and predict); only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -11,21 +13,21 @@ import hashlib
 import json
 import logging
 import os
-from contextlib import contextmanager
+import shutil
 from pathlib import Path
 
 import lightning as L
-import torch
-from filelock import FileLock, Timeout
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.data.consistency import LABEL_NAMES, ConsistencyDataModule
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
+from morpheus_pl.distributed import global_rank, run_id, training_lock, wait_for
 from morpheus_pl.handoff import checkpoint_path, load_stage_weights, save_stage
 from morpheus_pl.loggers import build_loggers
 from morpheus_pl.modules.decoder import load_tokenizer, train_tokenizer
 from morpheus_pl.modules.text_classifier import train_pair_tokenizer
+from morpheus_pl.resume import RandomStateCheckpoint
 from morpheus_pl.stages.base import PersonaDialogStage
 from morpheus_pl.stages.codebook_init import CodebookInitStage
 from morpheus_pl.stages.consistency_scorer import ConsistencyScorerStage
@@ -53,17 +55,23 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
 
     A tokenizer trained here (model.tokenizer.train_vocab_size) is trained on the training split
     and saved by fingerprint, so every later stage and evaluation uses exactly the same one.
+    Rank 0 writes the data and the tokenizer (whole: saved aside, then renamed); the other ranks
+    of a run whose launcher starts all ranks at once (SLURM, torchrun) wait for the tokenizer.
     """
-    dm = PersonaDialogDataModule(dataset=_plain(cfg, "dataset"), **_plain(cfg, "data"))
     tok_cfg = _plain(cfg, "model")["tokenizer"]
     key = json.dumps([_plain(cfg, "dataset"), tok_cfg], sort_keys=True, default=str)
     tok_dir = Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
+    if global_rank() > 0:
+        wait_for(lambda: (tok_dir / "tokenizer.json").exists(), f"rank 0 to write {tok_dir}")
+    dm = PersonaDialogDataModule(dataset=_plain(cfg, "dataset"), seed=cfg.seed,
+                                 **_plain(cfg, "data"))
     saved = (tok_dir / "tokenizer.json").exists()
     trust_decoder_code = bool(cfg.model.get("trust_remote_code", False))
+    staging = tok_dir.with_name(f"{tok_dir.name}.{os.getpid()}.tmp")
     if saved:
         tokenizer = load_tokenizer(tok_dir, trust_remote_code=trust_decoder_code)
     elif tok_cfg.get("train_vocab_size"):
-        tokenizer = train_tokenizer(dm.training_texts(), tok_cfg["train_vocab_size"], tok_dir)
+        tokenizer = train_tokenizer(dm.training_texts(), tok_cfg["train_vocab_size"], staging)
     else:
         tokenizer = load_tokenizer(tok_cfg["name_or_path"], gguf_file=tok_cfg.get("gguf_file"),
                                    trust_remote_code=trust_decoder_code)
@@ -74,7 +82,11 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
                                            trust_remote_code=trust_encoder_code)
     dm.set_tokenizers(tokenizer, segment_tokenizer)
     if not saved:
-        tokenizer.save_pretrained(str(tok_dir))
+        tokenizer.save_pretrained(str(staging))
+        try:
+            staging.rename(tok_dir)
+        except OSError:  # a parallel run saved the same tokenizer first
+            shutil.rmtree(staging)
     dm.setup()
     return dm, str(tok_dir)
 
@@ -111,25 +123,29 @@ def _trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int, callba
     )
 
 
-@contextmanager
-def training_lock(path: Path):
-    """Only one process trains the checkpoint `path` at a time: parallel sweep members that
-    need the same stage wait for it and then reuse it. Ranks > 0 of a distributed job take no
-    lock (their rank 0 holds it while it launches them)."""
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) > 0:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path.parent / "train.lock"))
-    try:
-        lock.acquire(timeout=1)
-    except Timeout:
-        log.info("waiting for another process that trains %s", path)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+def _resumable_trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int
+                       ) -> tuple[L.Trainer, str | None]:
+    """A trainer that checkpoints into `work_dir/resume` every train.checkpoint_every_n_steps,
+    and the checkpoint to resume from (None: start afresh)."""
+    last = ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True,
+                           every_n_train_steps=cfg.train.checkpoint_every_n_steps)
+    trainer = _trainer(cfg, stage, work_dir, max_steps, [last, RandomStateCheckpoint()])
+    resume = work_dir / "resume" / "last.ckpt"
+    return trainer, str(resume) if resume.exists() else None
+
+
+def _save(trainer: L.Trainer | None, module, path: Path, stage: str, cfg: DictConfig,
+          provenance: dict | None = None) -> None:
+    """Rank 0 writes the stage checkpoint (the strategy assembles the full weights, also when
+    they are sharded); every rank waits until it is there. Without a trainer (nothing was
+    trained) rank 0 writes the module's weights and no rank waits."""
+    state = trainer.strategy.lightning_module_state_dict() if trainer is not None else None
+    if global_rank() == 0:
+        save_stage(module, path, stage, cfg, state)
+        if provenance is not None:
+            (path.parent / "provenance.json").write_text(json.dumps(provenance, indent=2))
+    if trainer is not None:
+        trainer.strategy.barrier(f"{stage} saved")
 
 
 def train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, tokenizer_dir: str) -> Path:
@@ -139,7 +155,7 @@ def train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, tokeni
     if path.exists():
         log.info("%s: reusing %s", stage, path)
         return path
-    with training_lock(path):
+    with training_lock(path, run_id(cfg)):
         if path.exists():
             log.info("%s: reusing %s (trained meanwhile by another process)", stage, path)
             return path
@@ -156,24 +172,19 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
     work_dir = path.parent
     if stage == "codebook_init":
         trainer = _trainer(cfg, stage, work_dir, max_steps=-1)
-        vectors = torch.cat(trainer.predict(module, dataloaders=dm.persona_dataloader()))
-        module.fit_codebook(vectors, seed=cfg.seed)
+        trainer.predict(module, dataloaders=dm.persona_dataloader(), return_predictions=False)
+        module.fit_codebook(module.encoded_personas, seed=cfg.seed)
     elif module.parameter_budget()["trainable"] == 0:
         log.info("%s: nothing to train (peft.baseline=frozen): the pretrained decoder as it is", stage)
+        trainer = None
     else:
-        steps = cfg.train[stage].max_steps
-        last = ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True,
-                               every_n_train_steps=cfg.train.checkpoint_every_n_steps)
-        trainer = _trainer(cfg, stage, work_dir, steps, [last])
-        resume = work_dir / "resume" / "last.ckpt"
+        trainer, resume = _resumable_trainer(cfg, stage, work_dir, cfg.train[stage].max_steps)
         # Lightning's resume checkpoints hold only tensors and plain containers (weights,
-        # optimiser, scheduler, loop and callback states, hyper-parameters as dicts), so
-        # resuming needs no full pickle: weights_only=True.
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None,
-                    weights_only=True)
-    save_stage(module, path, stage, cfg)
-    (path.parent / "provenance.json").write_text(json.dumps(
-        {"stage": stage, "built_on": str(previous_path) if previous_path else None}, indent=2))
+        # optimiser, scheduler, loop, callback and random states, hyper-parameters as dicts),
+        # so resuming needs no full pickle: weights_only=True.
+        trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+    _save(trainer, module, path, stage, cfg,
+          {"stage": stage, "built_on": str(previous_path) if previous_path else None})
     return path
 
 
@@ -210,7 +221,7 @@ def train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule) -> Path:
     if path.exists():
         log.info("scorer: reusing %s", path)
         return path
-    with training_lock(path):
+    with training_lock(path, run_id(cfg)):
         if path.exists():
             log.info("scorer: reusing %s (trained meanwhile by another process)", path)
             return path
@@ -224,12 +235,8 @@ def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> P
     data = ConsistencyDataModule({split: dm.read(split) for split in ("train", "val", "test")},
                                  module.tokenizer, sc.batch_size, sc.max_length,
                                  sc.max_context_turns, cfg.seed)
-    last = ModelCheckpoint(dirpath=str(path.parent / "resume"), save_last=True,
-                           every_n_train_steps=cfg.train.checkpoint_every_n_steps)
-    trainer = _trainer(cfg, "scorer", path.parent, sc.max_steps, [last])
-    resume = path.parent / "resume" / "last.ckpt"
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None,
-                weights_only=True)
+    trainer, resume = _resumable_trainer(cfg, "scorer", path.parent, sc.max_steps)
+    trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
     trainer.test(module, datamodule=data, verbose=False)
     confusion = module.test_confusion.compute()
     report = {
@@ -240,8 +247,9 @@ def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> P
         "confusion_matrix_axes": "rows: true label, columns: predicted; labels "
                                  + ", ".join(f"{k} {v}" for k, v in sorted(LABEL_NAMES.items())),
     }
-    save_stage(module, path, "scorer", cfg)
-    (path.parent / "scorer_report.json").write_text(json.dumps(report, indent=2))
+    _save(trainer, module, path, "scorer", cfg)
+    if global_rank() == 0:
+        (path.parent / "scorer_report.json").write_text(json.dumps(report, indent=2))
     log.info("scorer: held-out accuracy %.3f on %d test triples; confusion %s",
              report["held_out_accuracy"], report["held_out_triples"], report["confusion_matrix"])
     return path

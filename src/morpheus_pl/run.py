@@ -8,6 +8,7 @@ line printed is the run's output directory.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import resource
@@ -19,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.data.sources import world_dir
+from morpheus_pl.distributed import global_rank
 from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
 from morpheus_pl.handoff import checkpoint_path, evaluation_dir
@@ -34,6 +36,7 @@ SYSTEM_STAGES = {"morpheus": "joint", "no_persona": "no_persona", "true_persona"
 
 def run(cfg: DictConfig) -> Path:
     """Run the configured stage; returns the output directory."""
+    check_strategy(cfg.trainer)
     out_dir = Path(cfg.paths.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -56,11 +59,24 @@ def run(cfg: DictConfig) -> Path:
     return out_dir
 
 
+def check_strategy(trainer: DictConfig) -> None:
+    """Fail before any data or model work on a strategy that cannot run here: DeepSpeed without
+    its package, FSDP on CPUs (Lightning's FSDP needs GPUs)."""
+    strategy = str(trainer.get("strategy", "auto"))
+    if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ImportError(f"trainer.strategy={strategy} needs DeepSpeed, which is not installed: "
+                          f"pip install deepspeed (or choose trainer=ddp or trainer=fsdp)")
+    if strategy.startswith("fsdp") and trainer.get("accelerator") == "cpu":
+        raise ValueError("trainer=fsdp needs GPUs (Lightning's FSDP does not run on CPUs); on "
+                         "CPUs use trainer=ddp trainer.accelerator=cpu")
+
+
 def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timing: dict) -> None:
     """Generate and score every system (training what is missing under stage=pipeline).
 
     An evaluation with exactly these settings that already finished is copied, not re-run
     (`eval.skip_existing`, on by default), so re-running a sweep skips finished members.
+    Under a distributed strategy all ranks train; rank 0 alone generates and writes.
     """
     pipeline = cfg.stage.name == "pipeline"
     if pipeline and cfg.eval.train_scorer:
@@ -68,7 +84,17 @@ def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timin
         train_scorer(cfg, dm)
         timing["train_scorer_s"] = round(time.perf_counter() - t0, 1)
     done = evaluation_dir(cfg)
-    if cfg.eval.skip_existing and (done / "results.json").exists():
+    finished = cfg.eval.skip_existing and (done / "results.json").exists()
+    paths = {}
+    for system in [] if finished else cfg.eval.systems:
+        t0 = time.perf_counter()
+        stage_name = SYSTEM_STAGES[system]
+        paths[system] = (train_stage(cfg, stage_name, dm, tokenizer_dir) if pipeline
+                         else checkpoint_path(cfg, stage_name))
+        timing[f"train_{system}_s"] = round(time.perf_counter() - t0, 1)
+    if global_rank() > 0:
+        return
+    if finished:
         for name in EVALUATION_FILES:
             shutil.copy2(done / name, out_dir / name)
         log.info("evaluation with these settings already done: copied %s (eval.skip_existing=false "
@@ -76,12 +102,8 @@ def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timin
         return
     systems, started_from, parameters = {}, {}, {}
     device = evaluation_device(cfg.trainer.accelerator)
-    for system in cfg.eval.systems:
+    for system, path in paths.items():
         stage_name = SYSTEM_STAGES[system]
-        t0 = time.perf_counter()
-        path = (train_stage(cfg, stage_name, dm, tokenizer_dir) if pipeline
-                else checkpoint_path(cfg, stage_name))
-        timing[f"train_{system}_s"] = round(time.perf_counter() - t0, 1)
         started_from[system] = str(path)
         module = load_trained(cfg, stage_name, tokenizer_dir, path).to(device)
         parameters[system] = module.parameter_budget()

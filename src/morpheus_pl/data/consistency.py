@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from morpheus_pl.data.example import DialogExample
+from morpheus_pl.resume import training_loader
 
 CONSISTENT_COHERENT, CONSISTENT_ONLY, INCONSISTENT = 2, 1, 0
 _MAX_DRAWS = 1000
@@ -115,6 +116,7 @@ class ConsistencyDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.max_length = max_length
         self.max_context_turns = max_context_turns
+        self.seed = seed
 
     def collate(self, triples: list[ConsistencyTriple]) -> dict:
         batch = dict(scorer_inputs(self.tokenizer, [t.persona for t in triples],
@@ -123,15 +125,15 @@ class ConsistencyDataModule(L.LightningDataModule):
         batch["labels"] = torch.tensor([t.label for t in triples], dtype=torch.long)
         return batch
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.triples[split], batch_size=self.batch_size, shuffle=shuffle,
-                          collate_fn=self.collate)
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(self.triples[split], batch_size=self.batch_size, collate_fn=self.collate)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
+        """Shuffled in an order fixed by `seed`, and resumable mid-epoch (morpheus_pl.resume)."""
+        return training_loader(self.triples["train"], self.batch_size, self.collate, self.seed)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+        return self._loader("test")

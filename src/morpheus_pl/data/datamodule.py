@@ -21,6 +21,7 @@ from morpheus_pl.data.example import DataFormatError, DialogExample
 from morpheus_pl.data.leakage import check_role_leakage
 from morpheus_pl.data.persona import split_persona, truncate_history_left
 from morpheus_pl.data.sources import load_split
+from morpheus_pl.resume import training_loader
 
 log = logging.getLogger("morpheus_pl")
 SPEAKERS = ("<partner>", "<self>")
@@ -45,6 +46,7 @@ class PersonaDialogDataModule(L.LightningDataModule):
         batch_size: int = 16,
         eval_batch_size: int = 64,
         num_workers: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.dataset = dict(dataset)
@@ -55,6 +57,7 @@ class PersonaDialogDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.seed = seed
         self.tokenizer = None
         self.segment_tokenizer = None
         self.examples: dict[str, list[DialogExample]] = {}
@@ -139,32 +142,39 @@ class PersonaDialogDataModule(L.LightningDataModule):
             "segment_ids": segment_ids,
             "segment_mask": _pad([[1] * len(s) for s in segments], 0),
             "examples": [it["example"] for it in items],
+            **({"index": torch.tensor([it["index"] for it in items])} if "index" in items[0]
+               else {}),
         }
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
         if split not in self.encoded:
             self.setup()
-        return DataLoader(self.encoded[split], batch_size=batch_size, shuffle=shuffle,
+        return DataLoader(self.encoded[split], batch_size=batch_size, shuffle=False,
                           collate_fn=self.collate, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+        """Shuffled in an order fixed by `seed`, and resumable mid-epoch (morpheus_pl.resume)."""
+        if "train" not in self.encoded:
+            self.setup()
+        return training_loader(self.encoded["train"], self.batch_size, self.collate, self.seed,
+                               self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.eval_batch_size)
+        return self._loader("val", self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size)
+        return self._loader("test", self.eval_batch_size)
 
     def persona_dataloader(self) -> DataLoader:
-        """Every training role's persona once (stage 2 encodes these |D| segments)."""
+        """Every training role's persona once (stage 2 encodes these |D| segments); each batch
+        carries the items' `index`, so ranks that encode shards can restore this order."""
         if "train" not in self.encoded:
             self.setup()
         seen, items = set(), []
         for item in self.encoded["train"]:
             if item["example"].role not in seen:
                 seen.add(item["example"].role)
-                items.append(item)
+                items.append({**item, "index": len(items)})
         return DataLoader(items, batch_size=self.eval_batch_size, shuffle=False,
                           collate_fn=self.collate, num_workers=self.num_workers)
 

@@ -7,11 +7,17 @@ paper's symbols: p (B, M, d), e (N, d), k (B, M).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 STRAIGHT_THROUGH = ("paper", "vqvae")
+
+
+def _this_process(t: Tensor) -> Tensor:
+    return t
 
 
 class PersonaCodebook(nn.Module):
@@ -51,7 +57,8 @@ class PersonaCodebook(nn.Module):
 
     @torch.no_grad()
     def reseed_dead_codes(self, p: Tensor, k: Tensor, decay: float, threshold: float,
-                          generator: torch.Generator | None = None) -> int:
+                          generator: torch.Generator | None = None,
+                          gather: Callable[[Tensor], Tensor] = _this_process) -> int:
         """Move codes that (almost) no persona vector chooses back onto the data.
 
         `usage` is an exponential moving average of each code's share of the assignments k,
@@ -60,17 +67,23 @@ class PersonaCodebook(nn.Module):
         Adam moves every code by about the learning rate per step whatever its gradient, so
         unchosen codes drift away from the persona vectors and the codebook collapses onto a
         few codes; this keeps it on the data (the dead-code re-seeding of common VQ practice).
+
+        Under DDP, `gather` returns a tensor from every rank concatenated along dim 0 (the
+        default keeps this process's): the usage then counts all ranks' assignments, and given
+        the same `generator` state every rank re-seeds the same codes with the same vectors.
         """
         n = self.num_codes
-        share = torch.bincount(k.reshape(-1), minlength=n).float() * n / k.numel()
+        k = gather(k.reshape(-1))
+        share = torch.bincount(k, minlength=n).float() * n / k.numel()
         self.usage.mul_(decay).add_(share, alpha=1.0 - decay)
         dead = (self.usage < threshold).nonzero().squeeze(-1)
         if dead.numel():
-            flat = p.detach().reshape(-1, p.shape[-1])
+            flat = gather(p.detach().reshape(-1, p.shape[-1]))
             pick = torch.randint(flat.shape[0], (dead.numel(),), generator=generator)
             self.codes[dead] = flat[pick.to(flat.device)].to(self.codes.dtype)
             self.usage[dead] = 1.0
         return int(dead.numel())
+
 
 def vq_loss(p: Tensor, e_k: Tensor, beta: float) -> Tensor:
     """Eq. 9: ||sg[p] - e_k||^2 + beta ||sg[e_k] - p||^2, squared error averaged per element.

@@ -49,20 +49,40 @@ class JointTrainingStage(CodebookInitStage):
             ),
         }
 
-    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        """After the optimiser step: codebook diagnostics (usage EMA, codes in use, dead codes,
-        perplexity of the batch's assignments) and re-seeding of dead codes when
-        codebook.reseed_below > 0 (a threshold of 0 only updates the usage)."""
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the codebook statistics. Here rather than in
+        `on_train_batch_end`, which runs after callbacks, so that a checkpoint written at this
+        step (ModelCheckpoint) already holds the step's usage and re-seeded codes."""
+        super().optimizer_step(*args, **kwargs)
+        self.update_codebook_statistics()
+
+    def update_codebook_statistics(self) -> None:
+        """Codebook diagnostics (usage EMA, codes in use, dead codes, perplexity of the step's
+        assignments) and re-seeding of dead codes when codebook.reseed_below > 0 (a threshold
+        of 0 only updates the usage).
+
+        Under DDP all of it is computed from every rank's assignments (gathered with the
+        strategy), and the re-seeding draws from a generator seeded by the step, so every rank
+        keeps the same usage and the same codes (DDP itself syncs gradients, not such updates).
+        """
         p, k = self._assignment
         threshold = self.codebook_cfg["reseed_below"]
-        reseeded = self.codebook.reseed_dead_codes(p, k, self.codebook_cfg["usage_decay"], threshold)
+        generator = torch.Generator().manual_seed(torch.initial_seed() + self.global_step)
+        reseeded = self.codebook.reseed_dead_codes(
+            p, k, self.codebook_cfg["usage_decay"], threshold, generator, self._gather_ranks)
         in_use = float((self.codebook.usage >= DEAD_USAGE).sum())
         self.log_dict({
             "train/reseeded_codes": float(reseeded),
             "train/codes_in_use": in_use,
             "train/dead_codes": self.codebook.num_codes - in_use,
-            "train/code_perplexity": assignment_perplexity(k, self.codebook.num_codes),
+            "train/code_perplexity": assignment_perplexity(self._gather_ranks(k.reshape(-1)),
+                                                           self.codebook.num_codes),
         }, batch_size=1)
+
+    def _gather_ranks(self, t: Tensor) -> Tensor:
+        """`t` from every rank, concatenated along dim 0 (ranks hold equal-size batches: the
+        DistributedSampler pads the shards to equal length)."""
+        return self.all_gather(t).reshape(-1, *t.shape[1:])
 
     def on_train_end(self) -> None:
         """Where the logger keeps tables (W&B): the usage of every code at the end."""

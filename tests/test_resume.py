@@ -1,0 +1,65 @@
+"""A stage killed mid-run (SIGKILL after its last checkpoint, mid-epoch) and run again resumes
+from `resume/last.ckpt` and ends with exactly the weights, codebook and logged losses of a run
+that was never interrupted (fixed seed, CPU)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+DRIVER = Path(__file__).with_name("pipeline_driver.py")
+TINY = [
+    "stage=joint", "model.architecture.n_layer=2", "model.architecture.n_embd=32",
+    "model.architecture.n_head=2", "model.tokenizer.train_vocab_size=400", "codebook.N=8",
+    "dataset.world.train_roles=40", "dataset.world.val_roles=5", "dataset.world.test_roles=8",
+    "data.batch_size=8", "train.role_awareness.max_steps=2", "train.joint.max_steps=8",
+    "train.checkpoint_every_n_steps=3", "codebook.usage_decay=0.5", "codebook.reseed_below=0.6",
+    "trainer.log_every_n_steps=1",
+]  # 40 training examples: 5 steps an epoch; checkpoints at steps 3 and 6
+
+
+def _run(root: Path, out: str, *overrides: str, **env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MORPHEUS_HOME": str(root), **env}
+    cmd = [sys.executable, str(DRIVER), *TINY, *overrides, f"hydra.run.dir={root / out}"]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, timeout=300)
+
+
+def _losses(root: Path, out: str) -> dict[int, float]:
+    """train/loss per step from the CSV logger of the joint stage."""
+    lines = next((root / out / "logs" / "joint").glob("*/metrics.csv")).read_text().splitlines()
+    header = lines[0].split(",")
+    step, loss = header.index("step"), header.index("train/loss")
+    rows = [line.split(",") for line in lines[1:]]
+    return {int(r[step]): float(r[loss]) for r in rows if r[loss]}
+
+
+@pytest.mark.slow
+def test_killed_joint_stage_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    assert _run(tmp_path, "out_whole").returncode == 0  # trains stages 1-3 without a break
+    whole = next((tmp_path / "artifacts" / "stages" / "joint").glob("*/model.ckpt"))
+    killed = tmp_path / "killed_joint" / "model.ckpt"  # the same stages 1-2, stage 3 anew here
+    proc = _run(tmp_path, "out_killed", f"checkpoints.joint={killed}", KILL_AT="joint:5")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]  # after step 5 of 8
+    resume = killed.parent / "resume" / "last.ckpt"
+    assert torch.load(resume, weights_only=False)["global_step"] == 3  # mid-epoch 0 of 5 steps
+    assert not killed.exists()
+
+    proc = _run(tmp_path, "out_resumed", f"checkpoints.joint={killed}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Restored all states from the checkpoint" in proc.stderr + proc.stdout
+
+    expected = torch.load(whole, weights_only=True)["state_dict"]
+    resumed = torch.load(killed, weights_only=True)["state_dict"]
+    assert resumed.keys() == expected.keys()
+    for name, value in expected.items():
+        assert torch.equal(resumed[name], value), name
+    after = _losses(tmp_path, "out_resumed")
+    assert min(after) == 3  # steps 4..8, logged at 0-based steps 3..7
+    reference = _losses(tmp_path, "out_whole")
+    assert after == {step: reference[step] for step in after}
