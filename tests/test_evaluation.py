@@ -48,3 +48,13 @@ def test_table_groups_like_table_2_and_marks_missing() -> None:
     assert "| morpheus | 12.000 ± 2.000 | 5.000 | 3.000 | missing | 0.500 |" in table
     assert "| no_persona | 11.000 | 4.000 | 2.000 | missing | – |" in table
     assert "Con.Score missing: no scorer here" in table
+
+
+def test_table_reports_the_trainable_share_per_system() -> None:
+    report = {"seeds": [0], "metric_tokenizer": "cl100k_base", "peft": "lora",
+              "parameters": {"morpheus": {"trainable": 1500, "total": 10000, "tps_percent": 15.0},
+                             "no_persona": {"trainable": 25, "total": 10025,
+                                            "tps_percent": 100 * 25 / 10025}}}
+    table = results_table({"morpheus": {"bleu1": 1.0}}, report)
+    assert ("Trainable parameters (peft=lora): morpheus 1,500 of 10,000 (15.00 %); "
+            "no_persona 25 of 10,025 (0.25 %)") in table

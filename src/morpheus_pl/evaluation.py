@@ -215,6 +215,10 @@ def results_table(results: dict, report: dict) -> str:
                          f"{'unknown' if accuracy is None else f'{accuracy:.3f}'}, "
                          f"confusion matrix {scorer.get('confusion_matrix', 'unknown')} "
                          f"({scorer.get('confusion_matrix_axes', '')}).")
+    if report.get("parameters"):
+        notes.append(f"\nTrainable parameters (peft={report.get('peft')}): " + "; ".join(
+            f"{name} {p['trainable']:,} of {p['total']:,} ({p['tps_percent']:.2f} %)"
+            for name, p in report["parameters"].items()))
     for key in ("world", "timing"):
         if key in report:
             notes.append(f"\n{key}: `{json.dumps(report[key])}`")
