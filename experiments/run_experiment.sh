@@ -3,7 +3,7 @@
 # into paper-style tables and plots (python -m morpheus_pl.aggregate). Failed members do not stop
 # the sweep: they are listed as missing in the table, and the script exits non-zero.
 #   bash experiments/run_experiment.sh <table2|table4|figure3|beta> [overrides...]
-#   SWEEP_DIR=multirun/mine bash experiments/run_experiment.sh table4 hydra.sweeper.params.seed=0
+#   SWEEP_DIR=multirun/mine bash experiments/run_experiment.sh table4 seed=0
 set -uo pipefail
 NAME=${1:?usage: run_experiment.sh <experiment> [overrides...]}
 shift

@@ -134,10 +134,14 @@ def test_seed_only_sweep_gives_one_row_per_system(tmp_path):
     sweep = tmp_path / "table2"
     for seed, (a, b) in enumerate([(1.0, 2.0), (2.0, 4.0), (4.0, 9.0)]):
         _member(sweep, seed, [f"seed={seed}"],
-                _results({"morpheus": {"distinct1": a}, "no_persona": {"distinct1": b}}))
+                _results({"morpheus": {"distinct1": a, "code_recall": 0.5},
+                          "no_persona": {"distinct1": b}}))
     assert main([str(sweep)]) == 0
     rows = _csv_rows(sweep / "aggregate" / "table.csv")
     assert [r["system"] for r in rows] == ["morpheus", "no_persona"]
+    assert rows[1]["code_recall"] == ""
+    table = (sweep / "aggregate" / "table.md").read_text()
+    assert "| no_persona | 3 | 0,1,2 | 0 | 5.000 ± 3.606 | – |" in table  # no codes: not applicable
     assert float(rows[1]["distinct1"]) == pytest.approx(5.0)
     assert float(rows[1]["distinct1_std"]) == pytest.approx(np.std([2, 4, 9], ddof=1))
     _assert_png(sweep / "aggregate" / "systems.png")

@@ -137,9 +137,8 @@ def build_rows(members: list[Member]) -> tuple[list[Row], list[str]]:
                     metrics.append(metric)
                     row.values.setdefault(metric, []).append(value)
             rows[(system, group)] = row
-    for row in rows.values():  # a metric a member lacks counts as missing for its row
-        for metric in set(metrics):
-            values = row.values.setdefault(metric, [])
+    for row in rows.values():  # a metric only some members of a row have is missing there
+        for values in row.values.values():
             values += [None] * (len(row.seeds) - len(values))
     order = list(LABELS)
     ordered = sorted(set(metrics), key=lambda m: (order.index(m) if m in order else len(order), m))
@@ -155,7 +154,12 @@ def display_value(key: str, value: str, members: list[Member]) -> str:
     return value
 
 
-def _cell(mean: float | None, std: float | None) -> str:
+def _cell(row: Row, metric: str) -> str:
+    """mean ± std; "–" where the metric does not apply to the row, "missing" where a member
+    could not compute it (e.g. Con.Score without a scorer)."""
+    if metric not in row.values:
+        return "–"
+    mean, std = row.mean_std(metric)
     if mean is None:
         return "missing"
     return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
@@ -169,7 +173,7 @@ def markdown_table(rows: list[Row], metrics: list[str], members: list[Member]) -
     for row in rows:
         cells = [row.system, *(display_value(k, v, members) for k, v in row.group),
                  str(len(row.seeds)), ",".join(row.seeds) or "–", str(len(row.missing)),
-                 *(_cell(*row.mean_std(m)) for m in metrics)]
+                 *(_cell(row, m) for m in metrics)]
         lines.append("| " + " | ".join(cells) + " |")
     notes = ["", f"{len(members)} members; mean ± sample std over the n members (training seeds) "
              "of each row; fact accuracy and code recall/accuracy are fractions, the other "
