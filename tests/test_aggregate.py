@@ -69,6 +69,8 @@ def ablation_sweep(tmp_path: Path) -> Path:
                     "code_accuracy_slot0": 0.5}}, ablation=ablation)
             _member(sweep, job, overrides, results)
             job += 1
+    _member(sweep, job, ["+experiment=table4", "ablation=no_ra", "seed=0",
+                         "train.joint.max_steps=5"], None)  # a whole row failed
     return sweep
 
 
@@ -77,7 +79,8 @@ def test_ablation_table_mean_std_over_seeds_and_missing_member(ablation_sweep, t
     assert main([str(ablation_sweep), "--out", str(out)]) == 0
     rows = _csv_rows(out / "table.csv")
     assert [(r["system"], r["ablation"]) for r in rows] == [("morpheus", "MORPHEUS"),
-                                                           ("morpheus", "w/o CL")]
+                                                           ("morpheus", "w/o CL"), ("–", "no_ra")]
+    assert (rows[2]["n"], rows[2]["missing"], rows[2]["bleu1"]) == ("0", "1", "")
     for row, name in zip(rows, ("full", "no_cl")):
         assert float(row["bleu1"]) == pytest.approx(np.mean(BLEU1[name]))
         assert float(row["bleu1_std"]) == pytest.approx(np.std(BLEU1[name], ddof=1))
@@ -94,7 +97,8 @@ def test_ablation_table_mean_std_over_seeds_and_missing_member(ablation_sweep, t
     assert "| morpheus | MORPHEUS | 3 | 0,1,2 | 0 |" in table
     assert f"{np.mean(BLEU1['full']):.3f} ± {np.std(BLEU1['full'], ddof=1):.3f}" in table
     assert "| missing |" in table
-    assert "Missing (no results.json, failed or unfinished): 1" in table
+    assert "| – | no_ra | 0 | – | 1 | missing |" in table
+    assert "Missing (no results.json, failed or unfinished): 2" in table
     assert "- `5`: experiment=table4 ablation=no_cl seed=2" in table
     printed = capsys.readouterr().out
     assert str(out / "table.md") in printed and "w/o CL" in printed

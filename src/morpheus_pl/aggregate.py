@@ -156,7 +156,9 @@ def display_value(key: str, value: str, members: list[Member]) -> str:
 
 def _cell(row: Row, metric: str) -> str:
     """mean ± std; "–" where the metric does not apply to the row, "missing" where a member
-    could not compute it (e.g. Con.Score without a scorer)."""
+    could not compute it (e.g. Con.Score without a scorer) or no member of the row finished."""
+    if not row.seeds:
+        return "missing"
     if metric not in row.values:
         return "–"
     mean, std = row.mean_std(metric)
