@@ -205,6 +205,9 @@ def results_table(results: dict, report: dict) -> str:
     notes = [f"\nSeeds: {report['seeds']}. Metric tokenizer: {report['metric_tokenizer']}. "
              "Fact accuracy and code recall/accuracy are fractions; the others ×100. "
              "sBLEU: lower is more diverse."]
+    ablation = report.get("ablation")
+    if ablation is not None:
+        notes.append(f"\nAblation: {ablation['label']} (`ablation={ablation['name']}`).")
     scorer = report.get("scorer")
     if scorer is not None:
         if scorer.get("checkpoint") is None:

@@ -23,10 +23,12 @@ log = logging.getLogger("morpheus_pl")
 
 _SHARED = ("dataset", "model", "data", "optim", "seed", "peft.lr")
 _PERSONA = (*_SHARED, "encoder", "projector", "peft.freeze_decoder")
-STAGE_KEYS = {
+_AFTER_RA = (*_PERSONA, "ablation.role_awareness", "train.role_awareness")
+STAGE_KEYS = {  # the ablation's label is not a key: only what changes the training is
     "role_awareness": (*_PERSONA, "train.role_awareness"),
-    "codebook_init": (*_PERSONA, "train.role_awareness", "codebook"),
-    "joint": (*_PERSONA, "train.role_awareness", "codebook", "predictor", "loss", "train.joint"),
+    "codebook_init": (*_AFTER_RA, "codebook"),
+    "joint": (*_AFTER_RA, "codebook", "ablation.persona_codebook", "predictor", "loss",
+              "train.joint"),
     "no_persona": (*_SHARED, "peft.baseline", "peft.adapter", "train.no_persona"),
     "scorer": ("dataset", "scorer", "seed"),
 }
@@ -55,11 +57,17 @@ def checkpoint_path(cfg: DictConfig, stage: str) -> Path:
     return Path(cfg.paths.artifacts) / "stages" / stage / fingerprint(cfg, stage) / "model.ckpt"
 
 
+def run_settings(cfg: DictConfig) -> dict:
+    """The resolved config but its paths, logger and stage name: what an evaluation depends on
+    (results.json records it, so a sweep can be aggregated from its results alone)."""
+    return {k: _select(cfg, k) for k in cfg if k not in ("paths", "logger", "stage")}
+
+
 def evaluation_dir(cfg: DictConfig) -> Path:
     """Where a finished evaluation with these settings is kept: a hash of the whole config but
     its paths, logger and stage name (pipeline and evaluate give the same evaluation), plus
     whether a scorer checkpoint exists (training one later makes the evaluation stale)."""
-    settings = {k: _select(cfg, k) for k in cfg if k not in ("paths", "logger", "stage")}
+    settings = run_settings(cfg)
     settings["scorer_checkpoint_exists"] = checkpoint_path(cfg, "scorer").exists()
     blob = json.dumps(settings, sort_keys=True, default=str)
     return Path(cfg.paths.artifacts) / "evaluations" / hashlib.sha1(blob.encode()).hexdigest()[:12]

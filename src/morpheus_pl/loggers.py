@@ -2,7 +2,7 @@
 
 W&B runs are named from the configuration so a dashboard reads like the paper: the project from
 `logger.project`, one group per sweep (dataset / decoder / sweep folder; a single run gets its
-own), job_type = the stage, tags for dataset, decoder, stage, N, β, init, seed and the
+own), job_type = the stage, tags for dataset, decoder, stage, N, β, init, seed, ablation and the
 experiment's own tags, and the resolved config. Without an API key (or with WANDB_MODE=offline)
 W&B logs offline, says so once, and never waits for a login; `wandb sync` uploads later.
 """
@@ -58,11 +58,12 @@ def wandb_offline(setting: str | bool) -> bool:
 
 
 def run_tags(cfg: DictConfig, stage: str) -> list[str]:
-    """dataset, decoder, stage, N, β, init, seed, and logger.tags (e.g. an ablation's name)."""
+    """dataset, decoder, stage, N, β, init, seed, ablation, and logger.tags."""
     return [
         f"dataset={cfg.dataset.name}", f"model={_choice(cfg, 'model')}", f"stage={stage}",
         f"N={cfg.codebook.N}", f"beta={cfg.codebook.beta}", f"init={cfg.codebook.init}",
-        f"seed={cfg.seed}", *[str(t) for t in OmegaConf.select(cfg, "logger.tags", default=[]) or []],
+        f"seed={cfg.seed}", f"ablation={cfg.ablation.name}",
+        *[str(t) for t in OmegaConf.select(cfg, "logger.tags", default=[]) or []],
     ]
 
 

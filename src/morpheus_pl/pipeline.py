@@ -32,6 +32,7 @@ from morpheus_pl.stages.base import PersonaDialogStage
 from morpheus_pl.stages.codebook_init import CodebookInitStage
 from morpheus_pl.stages.consistency_scorer import ConsistencyScorerStage
 from morpheus_pl.stages.joint import JointTrainingStage
+from morpheus_pl.stages.joint_without_codebook import JointWithoutCodebookStage
 from morpheus_pl.stages.no_persona import NoPersonaStage
 from morpheus_pl.stages.role_awareness import RoleAwarenessStage
 
@@ -42,7 +43,6 @@ STAGE_CLASSES = {
     "joint": JointTrainingStage,
     "no_persona": NoPersonaStage,
 }
-PREVIOUS = {"codebook_init": "role_awareness", "joint": "codebook_init"}
 NEW_PARTS = {"codebook_init": ("codebook.",), "joint": ("predictor.",)}
 
 
@@ -91,9 +91,34 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
     return dm, str(tok_dir)
 
 
+def stage_class(cfg: DictConfig, stage: str) -> type[PersonaDialogStage]:
+    """The LightningModule that trains `stage`; `ablation.persona_codebook=false` (w/o PC)
+    replaces joint training by history-only generation training."""
+    if stage == "joint" and not cfg.ablation.persona_codebook:
+        return JointWithoutCodebookStage
+    return STAGE_CLASSES[stage]
+
+
+def builds_on(cfg: DictConfig, stage: str) -> str | None:
+    """The stage whose checkpoint `stage` starts from (None: from the un-trained decoder).
+
+    role awareness -> codebook init -> joint; `ablation.role_awareness=false` (w/o RA) starts the
+    codebook init from the un-role-aware decoder, `ablation.persona_codebook=false` (w/o PC)
+    starts joint training from stage 1 (there is no codebook to initialise).
+    """
+    if stage == "codebook_init":
+        return "role_awareness" if cfg.ablation.role_awareness else None
+    if stage == "joint":
+        if cfg.ablation.persona_codebook:
+            return "codebook_init"
+        return "role_awareness" if cfg.ablation.role_awareness else None
+    return None
+
+
 def build_stage(cfg: DictConfig, stage: str, tokenizer_dir: str) -> PersonaDialogStage:
     """A stage's LightningModule from the composed config (seeded, so the init is repeatable)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    cls = stage_class(cfg, stage)
     optim = _plain(cfg, "optim")
     if cfg.peft.lr is not None:
         optim["lr"] = cfg.peft.lr
@@ -106,11 +131,11 @@ def build_stage(cfg: DictConfig, stage: str, tokenizer_dir: str) -> PersonaDialo
         loss=_plain(cfg, "loss"),
         peft=_plain(cfg, "peft"),
     )
-    if stage in ("codebook_init", "joint"):
+    if issubclass(cls, CodebookInitStage):
         kwargs["codebook"] = _plain(cfg, "codebook")
-    if stage == "joint":
+    if issubclass(cls, JointTrainingStage):
         kwargs["predictor"] = _plain(cfg, "predictor")
-    return STAGE_CLASSES[stage](**kwargs)
+    return cls(**kwargs)
 
 
 def _trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int, callbacks=()) -> L.Trainer:
@@ -164,7 +189,7 @@ def train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, tokeni
 
 def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, tokenizer_dir: str,
                  path: Path) -> Path:
-    previous = PREVIOUS.get(stage)
+    previous = builds_on(cfg, stage)
     previous_path = train_stage(cfg, previous, dm, tokenizer_dir) if previous else None
     module = build_stage(cfg, stage, tokenizer_dir)
     if previous_path is not None:

@@ -23,7 +23,7 @@ from morpheus_pl.data.sources import world_dir
 from morpheus_pl.distributed import global_rank
 from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
-from morpheus_pl.handoff import checkpoint_path, evaluation_dir
+from morpheus_pl.handoff import checkpoint_path, evaluation_dir, run_settings
 from morpheus_pl.loggers import build_loggers, finish_wandb
 from morpheus_pl.pipeline import load_scorer, load_trained, prepare_data, train_scorer, train_stage
 
@@ -107,8 +107,9 @@ def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timin
         started_from[system] = str(path)
         module = load_trained(cfg, stage_name, tokenizer_dir, path).to(device)
         parameters[system] = module.parameter_budget()
-        systems[system] = (module, system, cfg.predictor.decode)
-        if system == "morpheus":
+        kind = generation_kind(cfg, system)
+        systems[system] = (module, kind, cfg.predictor.decode)
+        if kind == "morpheus":
             for mode in cfg.eval.compare_decode:
                 if mode == "top_m_distinct" and cfg.codebook.N < cfg.data.num_segments:
                     log.warning("eval.compare_decode: top_m_distinct needs N >= M, skipped (N=%d, "
@@ -118,8 +119,9 @@ def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timin
     t0 = time.perf_counter()
     scorer, scorer_info = load_scorer(cfg, dm)
     scorer = scorer.to(device) if scorer is not None else None
-    extra = {"dataset": cfg.dataset.name, "timing": timing, "scorer": scorer_info,
-             "checkpoints": started_from, "peft": cfg.peft.name, "parameters": parameters}
+    extra = {"dataset": cfg.dataset.name, "ablation": {k: cfg.ablation[k] for k in ("name", "label")},
+             "timing": timing, "scorer": scorer_info, "checkpoints": started_from,
+             "peft": cfg.peft.name, "parameters": parameters, "config": run_settings(cfg)}
     if cfg.dataset.source == "world":
         world = world_dir(cfg.dataset.root, OmegaConf.to_container(cfg.dataset.world)) / "world.json"
         extra["world"] = json.loads(world.read_text())
@@ -130,6 +132,13 @@ def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timin
     done.mkdir(parents=True, exist_ok=True)
     for name in EVALUATION_FILES:
         shutil.copy2(out_dir / name, done / name)
+
+
+def generation_kind(cfg: DictConfig, system: str) -> str:
+    """How `system` generates: MORPHEUS without a persona codebook (w/o PC) has no prefix."""
+    if system == "morpheus" and not cfg.ablation.persona_codebook:
+        return "no_persona"
+    return system
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

@@ -1,0 +1,157 @@
+"""`python -m morpheus_pl.aggregate` on hand-made sweep folders: mean ± sample std against numpy,
+missing members listed, valid PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from matplotlib import image
+
+from morpheus_pl.aggregate import main, read_members
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LABELS = {"full": "MORPHEUS", "no_cl": "w/o CL"}
+
+
+def _results(systems: dict[str, dict], config: dict | None = None, ablation: str = "full") -> dict:
+    report = {**systems, "per_seed": {name: [values] for name, values in systems.items()},
+              "seeds": [0], "ablation": {"name": ablation, "label": LABELS[ablation]}}
+    if config is not None:
+        report["config"] = config
+    return report
+
+
+def _member(sweep: Path, job: int, overrides: list[str] | None, results: dict | None) -> None:
+    folder = sweep / str(job)
+    folder.mkdir(parents=True)
+    if overrides is not None:
+        (folder / ".hydra").mkdir()
+        (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if results is not None:
+        (folder / "results.json").write_text(json.dumps(results))
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, path
+    pixels = image.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert pixels.std() > 0  # not a blank canvas
+
+
+BLEU1 = {"full": [10.0, 12.0, 17.0], "no_cl": [8.0, 9.5]}
+FACT = {"full": [0.70, 0.74, 0.81], "no_cl": [0.61, 0.66]}
+
+
+@pytest.fixture()
+def ablation_sweep(tmp_path: Path) -> Path:
+    """ablation full/no_cl × seed 0,1,2; job 5 (no_cl, seed 2) failed: .hydra, no results."""
+    sweep = tmp_path / "table4"
+    job = 0
+    for ablation in ("full", "no_cl"):
+        for seed in range(3):
+            overrides = ["+experiment=table4", f"ablation={ablation}", f"seed={seed}",
+                         "train.joint.max_steps=5"]
+            results = None
+            if seed < len(BLEU1[ablation]):
+                results = _results({"morpheus": {
+                    "bleu1": BLEU1[ablation][seed], "bleu1_std": 99.0,
+                    "persona_fact_accuracy": FACT[ablation][seed], "con_score": None,
+                    "code_accuracy_slot0": 0.5}}, ablation=ablation)
+            _member(sweep, job, overrides, results)
+            job += 1
+    _member(sweep, job, ["+experiment=table4", "ablation=no_ra", "seed=0",
+                         "train.joint.max_steps=5"], None)  # a whole row failed
+    return sweep
+
+
+def test_ablation_table_mean_std_over_seeds_and_missing_member(ablation_sweep, tmp_path, capsys):
+    out = tmp_path / "agg"
+    assert main([str(ablation_sweep), "--out", str(out)]) == 0
+    rows = _csv_rows(out / "table.csv")
+    assert [(r["system"], r["ablation"]) for r in rows] == [("morpheus", "MORPHEUS"),
+                                                           ("morpheus", "w/o CL"), ("–", "no_ra")]
+    assert (rows[2]["n"], rows[2]["missing"], rows[2]["bleu1"]) == ("0", "1", "")
+    for row, name in zip(rows, ("full", "no_cl")):
+        assert float(row["bleu1"]) == pytest.approx(np.mean(BLEU1[name]))
+        assert float(row["bleu1_std"]) == pytest.approx(np.std(BLEU1[name], ddof=1))
+        assert float(row["persona_fact_accuracy"]) == pytest.approx(np.mean(FACT[name]))
+        assert float(row["persona_fact_accuracy_std"]) == pytest.approx(np.std(FACT[name], ddof=1))
+        assert row["con_score"] == ""  # missing in the members: missing, not 0
+        assert int(row["n"]) == len(BLEU1[name])
+    assert rows[0]["seeds"] == "0 1 2" and rows[0]["missing"] == "0"
+    assert rows[1]["seeds"] == "0 1" and rows[1]["missing"] == "1"
+    assert "seed" not in rows[0] and "train.joint.max_steps" not in rows[0]  # constant or seed
+    assert not any("slot" in column for column in rows[0])
+
+    table = (out / "table.md").read_text()
+    assert "| morpheus | MORPHEUS | 3 | 0,1,2 | 0 |" in table
+    assert f"{np.mean(BLEU1['full']):.3f} ± {np.std(BLEU1['full'], ddof=1):.3f}" in table
+    assert "| missing |" in table
+    assert "| – | no_ra | 0 | – | 1 | missing |" in table
+    assert "Missing (no results.json, failed or unfinished): 2" in table
+    assert "- `5`: experiment=table4 ablation=no_cl seed=2" in table
+    printed = capsys.readouterr().out
+    assert str(out / "table.md") in printed and "w/o CL" in printed
+    _assert_png(out / "metric_vs_ablation.png")
+
+
+def test_numeric_sweep_plots_metric_against_the_value(tmp_path):
+    sweep = tmp_path / "figure3"
+    values = {(20, 0): 0.5, (20, 1): 0.6, (100, 0): 0.7, (100, 1): 0.9, (500, 0): 0.4, (500, 1): 0.4}
+    for job, ((n, seed), fact) in enumerate(values.items()):
+        _member(sweep, job, [f"codebook.N={n}", f"seed={seed}"],
+                _results({"morpheus": {"persona_fact_accuracy": fact, "bleu1": 10 * fact}}))
+    assert main([str(sweep)]) == 0
+    rows = _csv_rows(sweep / "aggregate" / "table.csv")
+    assert [r["codebook.N"] for r in rows] == ["20", "100", "500"]
+    assert float(rows[1]["persona_fact_accuracy"]) == pytest.approx(0.8)
+    assert float(rows[1]["persona_fact_accuracy_std"]) == pytest.approx(np.std([0.7, 0.9], ddof=1))
+    assert float(rows[2]["persona_fact_accuracy_std"]) == pytest.approx(0.0)
+    _assert_png(sweep / "aggregate" / "metric_vs_codebook.N.png")
+
+
+def test_settings_from_results_config_without_hydra_folder(tmp_path):
+    sweep = tmp_path / "copied"
+    for job, (beta, seed, bleu) in enumerate([(0.05, 0, 1.0), (0.05, 1, 3.0), (0.5, 0, 7.0)]):
+        config = {"seed": seed, "codebook": {"beta": beta, "N": 100}}
+        _member(sweep, job, None, _results({"morpheus": {"bleu1": bleu}}, config))
+    assert [m.settings["codebook.beta"] for m in read_members(sweep)] == ["0.05", "0.05", "0.5"]
+    assert main([str(sweep)]) == 0
+    rows = _csv_rows(sweep / "aggregate" / "table.csv")
+    assert [(r["codebook.beta"], r["seeds"], r["bleu1"]) for r in rows] == [
+        ("0.05", "0 1", "2.0"), ("0.5", "0", "7.0")]
+    assert rows[1]["bleu1_std"] == ""  # one seed: no std
+    _assert_png(sweep / "aggregate" / "metric_vs_codebook.beta.png")
+
+
+def test_seed_only_sweep_gives_one_row_per_system(tmp_path):
+    sweep = tmp_path / "table2"
+    for seed, (a, b) in enumerate([(1.0, 2.0), (2.0, 4.0), (4.0, 9.0)]):
+        _member(sweep, seed, [f"seed={seed}"],
+                _results({"morpheus": {"distinct1": a, "code_recall": 0.5},
+                          "no_persona": {"distinct1": b}}))
+    assert main([str(sweep)]) == 0
+    rows = _csv_rows(sweep / "aggregate" / "table.csv")
+    assert [r["system"] for r in rows] == ["morpheus", "no_persona"]
+    assert rows[1]["code_recall"] == ""
+    table = (sweep / "aggregate" / "table.md").read_text()
+    assert "| no_persona | 3 | 0,1,2 | 0 | 5.000 ± 3.606 | – |" in table  # no codes: not applicable
+    assert float(rows[1]["distinct1"]) == pytest.approx(5.0)
+    assert float(rows[1]["distinct1_std"]) == pytest.approx(np.std([2, 4, 9], ddof=1))
+    _assert_png(sweep / "aggregate" / "systems.png")
+
+
+def test_a_sweep_without_any_results_is_an_error(tmp_path, capsys):
+    _member(tmp_path / "failed", 0, ["seed=0"], None)
+    assert main([str(tmp_path / "failed")]) == 1
+    assert "no results.json" in capsys.readouterr().err
