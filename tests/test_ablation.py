@@ -116,6 +116,7 @@ def _experiment(name: str, *overrides: str):
     ("table4", "ablation", ",".join(ABLATIONS)),
     ("figure3", "codebook.N", "20,50,100,200,500"),
     ("beta", "codebook.beta", "0.01,0.05,0.1,0.5,1.0"),
+    ("table6", "peft", "lora,prefix_tuning,prompt_tuning,p_tuning"),
 ])
 def test_each_experiment_sweeps_its_setting_over_three_seeds(name, swept, values):
     cfg = _experiment(name)
@@ -123,8 +124,20 @@ def test_each_experiment_sweeps_its_setting_over_three_seeds(name, swept, values
     assert str(params[swept]) == values and str(params["seed"]) == "0,1,2"
     assert cfg.hydra.sweep.dir.startswith(f"multirun/{name}/")
     assert cfg.ablation.name == "full"
-    expected = ["morpheus", "no_persona", "true_persona"] if name == "table2" else ["morpheus"]
+    expected = {"table2": ["morpheus", "no_persona", "true_persona"],
+                "table6": ["morpheus", "no_persona"]}.get(name, ["morpheus"])
     assert list(cfg.eval.systems) == expected
+
+
+def test_every_peft_baseline_of_the_table6_sweep_shares_the_morpheus_stages(tiny_compose):
+    """The MORPHEUS stages (frozen decoder) fingerprint alike in every member; baselines differ."""
+    from morpheus_pl.handoff import fingerprint
+
+    members = [tiny_compose("+experiment=table6", f"peft={name}")
+               for name in _experiment("table6").hydra.sweeper.params.peft.split(",")]
+    assert all(cfg.peft.freeze_decoder for cfg in members)
+    assert len({fingerprint(cfg, "joint") for cfg in members}) == 1
+    assert len({fingerprint(cfg, "no_persona") for cfg in members}) == len(members)
 
 
 def test_every_ablation_of_the_table4_sweep_composes(tiny_compose):
