@@ -21,6 +21,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
+from morpheus_pl.allocator import tune_glibc_malloc
 from morpheus_pl.modules.codebook_init import fit_diag_gmm, kmeans_pp_seeds
 
 N_SAMPLES, DIM, COMPONENTS = 20_000, 768, 100
@@ -58,6 +59,7 @@ def sklearn_fit(x: np.ndarray, init: np.ndarray) -> tuple[float, np.ndarray, int
 
 
 def main() -> int:
+    tune_glibc_malloc()  # as `morpheus_pl.run` does; the same process runs both fits
     x, truth = mixture(seed=0)
     init = kmeans_pp_seeds(x, COMPONENTS, torch.Generator().manual_seed(0))
     runs_ours = [ours(x, init) for _ in range(RUNS)]

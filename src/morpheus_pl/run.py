@@ -19,6 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from morpheus_pl.allocator import tune_glibc_malloc
 from morpheus_pl.data.sources import world_dir
 from morpheus_pl.distributed import global_rank
 from morpheus_pl.evaluation import evaluate, evaluation_device
@@ -37,6 +38,8 @@ SYSTEM_STAGES = {"morpheus": "joint", "no_persona": "no_persona", "true_persona"
 def run(cfg: DictConfig) -> Path:
     """Run the configured stage; returns the output directory."""
     check_strategy(cfg.trainer)
+    if cfg.tune_malloc:
+        tune_glibc_malloc()
     out_dir = Path(cfg.paths.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -35,6 +35,27 @@ def test_loss_without_prefix_is_nll_of_labelled_tokens(tiny_decoder):
         assert not torch.allclose(prefix_lm_loss(tiny_decoder, ids, mask, all_labels), loss, atol=1e-4)
 
 
+def test_response_logits_only_match_the_full_lm_loss_and_its_gradients(tiny_decoder):
+    """The LM head runs on the positions before labelled tokens only; loss and gradients equal
+    those of the decoder's own full-logits loss (HF `labels=`)."""
+    ids, mask, labels = _batch(tiny_decoder)
+    head_positions = []
+    hook = tiny_decoder.get_output_embeddings().register_forward_hook(
+        lambda module, args, out: head_positions.append(args[0].shape[1]))
+    try:
+        loss = prefix_lm_loss(tiny_decoder, ids, mask, labels)
+    finally:
+        hook.remove()
+    assert head_positions == [5]  # predictions of positions 4..8 of 9 (the union of both rows)
+    ours = torch.autograd.grad(loss, list(tiny_decoder.parameters()))
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    reference = tiny_decoder(input_ids=ids, attention_mask=mask, position_ids=positions, labels=labels).loss
+    theirs = torch.autograd.grad(reference, list(tiny_decoder.parameters()))
+    assert torch.allclose(loss, reference, atol=1e-6)
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_loss_with_prefix_differs_and_reaches_the_prefix(tiny_decoder):
     ids, mask, labels = _batch(tiny_decoder)
     torch.manual_seed(1)

@@ -34,3 +34,24 @@ def test_wordpiece_decoding_drops_spaces_between_chinese_characters_only(tmp_pat
                                                     "[SEP]", "[PAD]"])])
     assert tok.batch_decode(ids, skip_special_tokens=True) == ["我 喜 欢 猫 。 hello world"]
     assert decode_texts(tok, ids) == ["我喜欢猫。 hello world"]
+
+
+def test_gpt2_gelu_is_fused_with_the_same_outputs(tiny_tokenizer):
+    """`build_decoder` swaps GPT-2's composed tanh-GELU for the fused kernel: same function."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    from morpheus_pl.modules.decoder import build_decoder, fuse_gelu_tanh
+
+    arch = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64}
+    torch.manual_seed(0)
+    fused = build_decoder("config", tiny_tokenizer, architecture=arch).eval()
+    torch.manual_seed(0)
+    composed = build_decoder("config", tiny_tokenizer, architecture=arch).eval()
+    for block in composed.transformer.h:
+        block.mlp.act = NewGELUActivation()
+    assert all(isinstance(b.mlp.act, GELUTanh) for b in fused.transformer.h)
+    assert fused.config.activation_function == "gelu_pytorch_tanh"
+    ids = torch.randint(0, len(tiny_tokenizer), (2, 12))
+    with torch.no_grad():
+        assert torch.allclose(fused(ids).logits, composed(ids).logits, atol=1e-5)
+    assert fuse_gelu_tanh(composed) == 2 and fuse_gelu_tanh(composed) == 0

@@ -17,6 +17,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
 
 from morpheus_pl.modules.offline_models import resolve_model_path
 
@@ -90,6 +91,23 @@ def grow_embeddings(model: PreTrainedModel, vocab_size: int) -> None:
         embedding.weight[old:] = embedding.weight[:old].mean(0)
 
 
+def fuse_gelu_tanh(model: PreTrainedModel) -> int:
+    """Replace the Python-composed tanh-GELU modules (GPT-2's `gelu_new`) by PyTorch's fused
+    kernel for the same function. Equal up to float rounding; the composed version keeps four
+    tensors per MLP for the backward pass and the fused one keeps one, which was about 1 GB of a
+    GPT-2-small joint step (benchmarks/bench_joint_step.py). Returns how many were replaced."""
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, (NewGELUActivation, FastGELUActivation)):
+                setattr(module, name, GELUTanh())
+                replaced += 1
+    for config in {id(c): c for c in (model.config, model.config.get_text_config(decoder=True))}.values():
+        if getattr(config, "activation_function", None) in ("gelu_new", "gelu_fast") and replaced:
+            config.activation_function = "gelu_pytorch_tanh"
+    return replaced
+
+
 def build_decoder(
     source: str,
     tokenizer: PreTrainedTokenizerBase,
@@ -114,7 +132,9 @@ def build_decoder(
             pad_token_id=tokenizer.pad_token_id,
             **arch,
         )
-        return AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config)
+        fuse_gelu_tanh(model)
+        return model
     if source == "pretrained":
         try:
             model = AutoModelForCausalLM.from_pretrained(
@@ -129,6 +149,7 @@ def build_decoder(
                 f"hub, download it elsewhere and set model.name_or_path=/path/to/local/copy."
             ) from err
         grow_embeddings(model, len(tokenizer))
+        fuse_gelu_tanh(model)
         model.config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         return model.train()  # from_pretrained gives eval mode, which Lightning keeps: no dropout

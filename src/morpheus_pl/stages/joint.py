@@ -26,8 +26,14 @@ class JointTrainingStage(CodebookInitStage):
         )
 
     def code_logits(self, batch: dict) -> Tensor:
-        """Eq. 12: logits (B, M, N) from c = Decoder(C) computed WITHOUT the persona prefix."""
-        return self.predictor(history_state(self.decoder, batch["history_ids"], batch["history_mask"]))
+        """Eq. 12: logits (B, M, N) from c = Decoder(C) computed WITHOUT the persona prefix.
+
+        `predictor.history_grad=false` runs the history pass without autograd: L_C then trains
+        the predictor only, not the decoder (cheaper; README, Benchmarks, for its measured cost).
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.predictor_cfg["history_grad"]):
+            c = history_state(self.decoder, batch["history_ids"], batch["history_mask"])
+        return self.predictor(c)
 
     def losses(self, batch: dict) -> dict[str, Tensor]:
         p = self.persona_vectors(batch)
