@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, GPT2Config
 
+from morpheus_pl.allocator import tune_glibc_malloc
 from morpheus_pl.generation import GenerationConfig, generate_batch
 from morpheus_pl.modules.code_predictor import CodePredictor
 from morpheus_pl.modules.persona_codebook import PersonaCodebook
@@ -73,6 +74,7 @@ def median_seconds(fn) -> float:
 
 
 def main() -> int:
+    tune_glibc_malloc()  # as `morpheus_pl.run` does
     torch.manual_seed(0)
     parts = MorpheusParts().eval()
     ids = torch.randint(1, 50000, (BATCH, HISTORY))

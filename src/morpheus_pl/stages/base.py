@@ -113,8 +113,10 @@ class PersonaDialogStage(L.LightningModule):
                     f"({split}); stopping instead of training on NaN/Inf"
                 )
         bs = batch["lm_ids"].shape[0]
-        self.log_dict({f"{split}/loss_{n}": v.detach() for n, v in losses.items()}, batch_size=bs)
-        self.log(f"{split}/loss", total.detach(), prog_bar=True, batch_size=bs)
+        sync = split == "val"  # epoch-level validation means over every rank's shard (DDP)
+        self.log_dict({f"{split}/loss_{n}": v.detach() for n, v in losses.items()}, batch_size=bs,
+                      sync_dist=sync)
+        self.log(f"{split}/loss", total.detach(), prog_bar=True, batch_size=bs, sync_dist=sync)
         return total
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:

@@ -45,7 +45,7 @@ class JointTrainingStage(CodebookInitStage):
         self._assignment = (p.detach(), k)
         picked = decode_codes(logits.detach(), self.predictor_cfg["decode"])
         self.log(f"{'train' if self.training else 'val'}/code_recall",
-                 set_recall(picked, k).mean(), batch_size=p.shape[0])
+                 set_recall(picked, k).mean(), batch_size=p.shape[0], sync_dist=not self.training)
         return {
             "vq": vq_loss(p, e_k, self.codebook_cfg["beta"]),
             "gen": prefix_lm_loss(self.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"], kv),
