@@ -6,7 +6,7 @@ decoding of exactly L new tokens (min_new_tokens = max_new_tokens), one CPU proc
 through `morpheus_pl.generation.generate_batch`, as evaluation does. Targets: at L = 128,
 MORPHEUS at least 0.9x the tokens per second of plain generation; at L = 32, at most 1.05x the
 floor, plain generation plus one forward pass over the history (the predictor's input).
-Figures: medians of 3 timed runs after one warm-up.
+Figures: medians of 5 timed runs after one warm-up, plain and MORPHEUS runs alternating.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from morpheus_pl.modules.prefix_lm import history_state
 from morpheus_pl.modules.prefix_projector import PrefixProjector, kv_layout
 
 BATCH, HISTORY, CODES, SLOTS = 8, 128, 100, 5
-RUNS = 3
+RUNS = 5
 
 
 class _Tokenizer:
@@ -63,14 +63,22 @@ class MorpheusParts(nn.Module):
                                             batch["history_mask"]))
 
 
+def seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def median_seconds(fn) -> float:
     fn()
-    times = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(seconds(fn) for _ in range(RUNS))
+
+
+def paired_median_seconds(plain_fn, morpheus_fn) -> tuple[float, float]:
+    """Medians of RUNS alternating runs of each, so a change in machine load hits both alike."""
+    plain_fn(), morpheus_fn()
+    pairs = [(seconds(plain_fn), seconds(morpheus_fn)) for _ in range(RUNS)]
+    return statistics.median(p for p, _ in pairs), statistics.median(m for _, m in pairs)
 
 
 def main() -> int:
@@ -91,8 +99,9 @@ def main() -> int:
     for length in (32, 128):
         gen = GenerationConfig(do_sample=False, top_p=1.0, max_new_tokens=length,
                                min_new_tokens=length)
-        plain = median_seconds(lambda: generate_batch(parts, batch, "no_persona", gen))
-        morpheus = median_seconds(lambda: generate_batch(parts, batch, "morpheus", gen))
+        plain, morpheus = paired_median_seconds(
+            lambda: generate_batch(parts, batch, "no_persona", gen),
+            lambda: generate_batch(parts, batch, "morpheus", gen))
         tokens = BATCH * length
         speed_ratio = plain / morpheus
         floor_ratio = morpheus / (plain + history_s)
