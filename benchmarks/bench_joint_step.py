@@ -157,14 +157,11 @@ def timed_parts(model, totals: dict):
 def measure(variant: str, default_malloc: bool) -> dict:
     import warnings
 
-    import torch
-
     from morpheus_pl.allocator import tune_glibc_malloc
 
     if not default_malloc:
         tune_glibc_malloc()
     warnings.filterwarnings("ignore", message=".*self.log.*")
-    torch.set_num_threads(torch.get_num_threads())
     with tempfile.TemporaryDirectory() as tmp:
         model, step = build(variant, gpt2_small_tokenizer(Path(tmp)))
     step()  # warm-up

@@ -22,6 +22,14 @@ from morpheus_pl import pipeline, run
 
 _save, _trainer = pipeline._save, pipeline._trainer
 
+# The tiny joint-stage run both subprocess tests start from; each adds its sizes and steps.
+TINY_JOINT = [
+    "stage=joint", "model.architecture.n_layer=2", "model.architecture.n_embd=32",
+    "model.architecture.n_head=2", "model.tokenizer.train_vocab_size=400", "codebook.N=8",
+    "dataset.world.val_roles=5", "dataset.world.test_roles=8", "codebook.usage_decay=0.5",
+    "codebook.reseed_below=0.6", "trainer.log_every_n_steps=1",
+]
+
 
 def _dumping_save(trainer, module, path, stage, cfg, provenance=None):
     dump = Path(os.environ["CODEBOOK_DUMP"])

@@ -11,15 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from pipeline_driver import TINY_JOINT
 
 DRIVER = Path(__file__).with_name("pipeline_driver.py")
-TINY = [
-    "stage=joint", "model.architecture.n_layer=2", "model.architecture.n_embd=32",
-    "model.architecture.n_head=2", "model.tokenizer.train_vocab_size=400", "codebook.N=8",
-    "dataset.world.train_roles=41", "dataset.world.val_roles=5", "dataset.world.test_roles=8",
-    "data.batch_size=4", "train.role_awareness.max_steps=4", "train.joint.max_steps=6",
-    "codebook.usage_decay=0.5", "codebook.reseed_below=0.6", "trainer.log_every_n_steps=1",
-]
+TINY = [*TINY_JOINT, "dataset.world.train_roles=41", "data.batch_size=4",
+        "train.role_awareness.max_steps=4", "train.joint.max_steps=6"]
 
 
 def _run(root: Path, dump: Path, *overrides: str) -> None:

@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from pipeline_driver import TINY_JOINT
 
 DRIVER = Path(__file__).with_name("pipeline_driver.py")
-TINY = [
-    "stage=joint", "model.architecture.n_layer=2", "model.architecture.n_embd=32",
-    "model.architecture.n_head=2", "model.tokenizer.train_vocab_size=400", "codebook.N=8",
-    "dataset.world.train_roles=40", "dataset.world.val_roles=5", "dataset.world.test_roles=8",
-    "data.batch_size=8", "train.role_awareness.max_steps=2", "train.joint.max_steps=8",
-    "train.checkpoint_every_n_steps=3", "codebook.usage_decay=0.5", "codebook.reseed_below=0.6",
-    "trainer.log_every_n_steps=1",
-]  # 40 training examples: 5 steps an epoch; checkpoints at steps 3 and 6
+# 40 training examples: 5 steps an epoch; checkpoints at steps 3 and 6
+TINY = [*TINY_JOINT, "dataset.world.train_roles=40", "data.batch_size=8",
+        "train.role_awareness.max_steps=2", "train.joint.max_steps=8",
+        "train.checkpoint_every_n_steps=3"]
 
 
 def _run(root: Path, out: str, *overrides: str, **env: str) -> subprocess.CompletedProcess:
