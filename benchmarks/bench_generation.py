@@ -2,7 +2,8 @@
 
 Setting: a GPT-2-small configuration (12 layers, 768 wide, vocabulary 50,257; random weights),
 N = 100 codes, M = 5 slots, a batch of 8 histories of 128 tokens (one left-padded to 96), greedy
-decoding of exactly L new tokens (min_new_tokens = max_new_tokens), one CPU process. Both go
+decoding of exactly L new tokens (min_new_tokens = max_new_tokens), one CPU process (or
+`--device cuda`, float32). Both go
 through `morpheus_pl.generation.generate_batch`, as evaluation does. Targets: at L = 128,
 MORPHEUS at least 0.9x the tokens per second of plain generation; at L = 32, at most 1.05x the
 floor, plain generation plus one forward pass over the history (the predictor's input).
@@ -11,6 +12,7 @@ Figures: medians of 5 timed runs after one warm-up, plain and MORPHEUS runs alte
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -66,6 +68,8 @@ class MorpheusParts(nn.Module):
 def seconds(fn) -> float:
     start = time.perf_counter()
     fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -82,16 +86,20 @@ def paired_median_seconds(plain_fn, morpheus_fn) -> tuple[float, float]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    device = torch.device(parser.parse_args().device)
     tune_glibc_malloc()  # as `morpheus_pl.run` does
     torch.manual_seed(0)
-    parts = MorpheusParts().eval()
+    parts = MorpheusParts().eval().to(device)
     ids = torch.randint(1, 50000, (BATCH, HISTORY))
     mask = torch.ones_like(ids)
     ids[0, :32], mask[0, :32] = 0, 0
+    ids, mask = ids.to(device), mask.to(device)
     batch = {"history_ids": ids, "history_mask": mask}
     history_s = median_seconds(lambda: torch.no_grad()(history_state)(parts.decoder, ids, mask))
     print(f"GPT-2-small config, batch {BATCH} x {HISTORY} history tokens, N={CODES}, M={SLOTS}, "
-          f"greedy; torch threads {torch.get_num_threads()}; median of {RUNS}")
+          f"greedy; {device}, torch threads {torch.get_num_threads()}; median of {RUNS}")
     print(f"history pass alone: {history_s:.3f} s")
     print(f"{'new tokens':>10}{'plain s':>10}{'morpheus s':>12}{'plain tok/s':>13}"
           f"{'morpheus tok/s':>16}{'ratio':>8}{'vs floor':>10}")

@@ -4,7 +4,8 @@ Setting: a GPT-2-small configuration (12 layers, 768 wide, vocabulary 50,257; ra
 the project's default configuration otherwise (conf/: N = 100 codes, M = 5 persona segments
 encoded by the decoder itself, projector d -> 2d -> 4d -> 12 x (key, value)), a batch of 8
 examples of 128 tokens (history 80-96 tokens + response 16-32, right-padded), segments of
-8-16 tokens, forward + backward + AdamW, one CPU process.
+8-16 tokens, forward + backward + AdamW, one CPU process (or `--device cuda`, float32; memory
+is then the peak of allocated GPU memory).
 
 Variants, each in its own process (peak RSS is the process's), interleaved over rounds so a
 noisy machine slows them alike:
@@ -33,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 BATCH, LENGTH, SEGMENT = 8, 128, 16
-STEPS, ROUNDS = 3, 2
+STEPS, GPU_STEPS, ROUNDS = 3, 20, 2
 VARIANTS = ("plain", "no_persona", "joint", "joint_detached_history")
 TIME_TARGET, MEMORY_TARGET = 1.8, 1.4
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -77,7 +78,7 @@ def make_batch(num_segments: int, pad: int):
             "history_mask": history_mask, "segment_ids": segment_ids, "segment_mask": segment_mask}
 
 
-def build(variant: str, tokenizer_dir: str):
+def build(variant: str, tokenizer_dir: str, device: str):
     """(model, step function) for one variant."""
     import torch
     from hydra import compose, initialize_config_dir
@@ -94,10 +95,10 @@ def build(variant: str, tokenizer_dir: str):
         overrides.append("predictor.history_grad=false")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = compose(config_name="config", overrides=overrides)
-    batch = make_batch(cfg.data.num_segments, pad=50256)
+    batch = {k: v.to(device) for k, v in make_batch(cfg.data.num_segments, pad=50256).items()}
     if variant == "plain":
         torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(AutoConfig.for_model("gpt2"))
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model("gpt2")).to(device)
         model.train()
 
         def loss_fn():
@@ -105,7 +106,7 @@ def build(variant: str, tokenizer_dir: str):
                          labels=batch["labels"]).loss
     else:
         stage = "no_persona" if variant == "no_persona" else "joint"
-        model = build_stage(cfg, stage, tokenizer_dir)
+        model = build_stage(cfg, stage, tokenizer_dir).to(device)
         model.train()
         if stage == "joint":  # a fitted codebook's scale: codes drawn from the persona vectors
             with torch.no_grad():
@@ -124,7 +125,7 @@ def build(variant: str, tokenizer_dir: str):
         loss = loss_fn()
         loss.backward()
         optimizer.step()
-        return float(loss.detach())
+        return float(loss.detach())  # waits for the device
 
     return model, step
 
@@ -135,12 +136,16 @@ def timed_parts(model, totals: dict):
     import morpheus_pl.stages.joint as joint
     from morpheus_pl.modules import prefix_lm
 
+    import torch
+
     def timer(name, fn):
         def wrapped(*args, **kwargs):
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
+                if torch.cuda.is_initialized():
+                    torch.cuda.synchronize()
                 totals[name] = totals.get(name, 0.0) + time.perf_counter() - start
         return wrapped
 
@@ -154,8 +159,10 @@ def timed_parts(model, totals: dict):
         joint.history_state, joint.prefix_lm_loss, model.persona_encoder.forward = saved
 
 
-def measure(variant: str, default_malloc: bool) -> dict:
+def measure(variant: str, default_malloc: bool, device: str) -> dict:
     import warnings
+
+    import torch
 
     from morpheus_pl.allocator import tune_glibc_malloc
 
@@ -163,10 +170,11 @@ def measure(variant: str, default_malloc: bool) -> dict:
         tune_glibc_malloc()
     warnings.filterwarnings("ignore", message=".*self.log.*")
     with tempfile.TemporaryDirectory() as tmp:
-        model, step = build(variant, gpt2_small_tokenizer(Path(tmp)))
+        model, step = build(variant, gpt2_small_tokenizer(Path(tmp)), device)
     step()  # warm-up
+    steps = STEPS if device == "cpu" else GPU_STEPS
     times, parts = [], {}
-    for _ in range(STEPS):
+    for _ in range(steps):
         start = time.perf_counter()
         if variant.startswith("joint"):
             with timed_parts(model, parts):
@@ -174,44 +182,51 @@ def measure(variant: str, default_malloc: bool) -> dict:
         else:
             step()
         times.append(time.perf_counter() - start)
-    parts = {k: v / STEPS for k, v in parts.items()}
-    return {"seconds": statistics.median(times), "parts": parts,
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    parts = {k: v / steps for k, v in parts.items()}
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"seconds": statistics.median(times), "parts": parts, "peak_gib": peak}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=VARIANTS, help="measure one variant in this process")
     parser.add_argument("--default-malloc", action="store_true", help="leave glibc malloc as it is")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="processes per variant")
     args = parser.parse_args()
     if args.variant:
-        print(json.dumps(measure(args.variant, args.default_malloc)))
+        print(json.dumps(measure(args.variant, args.default_malloc, args.device)))
         return 0
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-    for _ in range(ROUNDS):
+    for _ in range(args.rounds):
         for variant in VARIANTS:
-            cmd = [sys.executable, __file__, "--variant", variant]
+            cmd = [sys.executable, __file__, "--variant", variant, "--device", args.device]
             if args.default_malloc:
                 cmd.append("--default-malloc")
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             runs[variant].append(json.loads(out.strip().splitlines()[-1]))
     seconds = {v: statistics.median(r["seconds"] for r in runs[v]) for v in VARIANTS}
-    rss = {v: max(r["peak_rss_gib"] for r in runs[v]) for v in VARIANTS}
-    print(f"GPT-2-small config, batch {BATCH} x {LENGTH}, M=5 x {SEGMENT}, N=100; median of "
-          f"{ROUNDS} processes x {STEPS} steps; malloc {'default' if args.default_malloc else 'tuned'}")
+    peak = {v: max(r["peak_gib"] for r in runs[v]) for v in VARIANTS}
+    memory = "peak GPU memory" if args.device.startswith("cuda") else "peak RSS"
+    print(f"GPT-2-small config, batch {BATCH} x {LENGTH}, M=5 x {SEGMENT}, N=100; {args.device}; "
+          f"median of {args.rounds} processes x {STEPS if args.device == 'cpu' else GPU_STEPS} steps; malloc "
+          f"{'default' if args.default_malloc else 'tuned'}")
     for v in VARIANTS:
-        print(f"  {v:24s} {seconds[v]:6.2f} s/step ({seconds[v] / seconds['plain']:.2f} x plain)  "
-              f"peak RSS {rss[v]:5.2f} GiB ({rss[v] / rss['plain']:.2f} x plain)")
+        print(f"  {v:24s} {seconds[v]:6.3f} s/step ({seconds[v] / seconds['plain']:.2f} x plain)  "
+              f"{memory} {peak[v]:5.2f} GiB ({peak[v] / peak['plain']:.2f} x plain)")
     parts = runs["joint"][-1]["parts"]
     print("  joint step by part (forward timers; the rest is backward + AdamW + bookkeeping):")
     for name, t in parts.items():
-        print(f"    {name:28s} {t:6.2f} s")
+        print(f"    {name:28s} {t:6.3f} s")
     rest = runs["joint"][-1]["seconds"] - sum(parts.values())
-    print(f"    {'backward, AdamW, other':28s} {rest:6.2f} s")
+    print(f"    {'backward, AdamW, other':28s} {rest:6.3f} s")
     time_ratio = seconds["joint"] / seconds["plain"]
-    memory_ratio = rss["joint"] / rss["plain"]
+    memory_ratio = peak["joint"] / peak["plain"]
     ok = time_ratio <= TIME_TARGET and memory_ratio <= MEMORY_TARGET
-    print(f"joint / plain: time {time_ratio:.2f} x (target <= {TIME_TARGET}), peak RSS "
+    print(f"joint / plain: time {time_ratio:.2f} x (target <= {TIME_TARGET}), {memory} "
           f"{memory_ratio:.2f} x (target <= {MEMORY_TARGET}): {'met' if ok else 'MISSED'}")
     return 0 if ok else 1
 

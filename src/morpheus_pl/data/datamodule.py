@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from morpheus_pl.data.example import DataFormatError, DialogExample
+from morpheus_pl.data.example import BatchExamples, DataFormatError, DialogExample
 from morpheus_pl.data.leakage import check_role_leakage
 from morpheus_pl.data.persona import split_persona, truncate_history_left
 from morpheus_pl.data.sources import load_split
@@ -141,7 +141,7 @@ class PersonaDialogDataModule(L.LightningDataModule):
             "history_mask": _pad([[1] * len(it["history"]) for it in items], 0, left=True),
             "segment_ids": segment_ids,
             "segment_mask": _pad([[1] * len(s) for s in segments], 0),
-            "examples": [it["example"] for it in items],
+            "examples": BatchExamples(it["example"] for it in items),
             **({"index": torch.tensor([it["index"] for it in items])} if "index" in items[0]
                else {}),
         }

@@ -32,6 +32,30 @@ class DialogExample:
     fact_options: tuple[str, ...] | None = None
 
 
+class BatchExamples:
+    """The `DialogExample`s of one collated batch, in batch order.
+
+    Not a list on purpose: Lightning's input conversions walk lists and dataclasses in a batch
+    and re-build them field by field, which a frozen `DialogExample` refuses (FSDP's
+    `convert_input` failed on an H100); an object of this class is passed through untouched.
+    """
+
+    def __init__(self, examples) -> None:
+        self._examples = tuple(examples)
+
+    def __len__(self) -> int:
+        return len(self._examples)
+
+    def __iter__(self):
+        return iter(self._examples)
+
+    def __getitem__(self, index: int) -> DialogExample:
+        return self._examples[index]
+
+    def __repr__(self) -> str:
+        return f"BatchExamples({len(self._examples)} examples)"
+
+
 def role_key(persona: tuple[str, ...] | list[str]) -> str:
     """Stable id for a role known only by its persona: order- and case-insensitive."""
     normalised = sorted(" ".join(s.lower().split()).rstrip(".") for s in persona if s.strip())

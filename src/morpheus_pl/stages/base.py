@@ -18,9 +18,10 @@ from morpheus_pl.modules.decoder import build_decoder, load_tokenizer
 from morpheus_pl.modules.peft_baselines import check_peft_config, parameter_budget
 from morpheus_pl.modules.persona_encoder import DecoderPersonaEncoder, PretrainedPersonaEncoder
 from morpheus_pl.modules.prefix_projector import PrefixProjector, kv_layout
+from morpheus_pl.stages.gradient_clipping import NormClippingModule
 
 
-class PersonaDialogStage(L.LightningModule):
+class PersonaDialogStage(NormClippingModule):
     """Base of every stage and baseline. `uses_persona=False` builds the decoder alone."""
 
     uses_persona = True
@@ -129,16 +130,20 @@ class PersonaDialogStage(L.LightningModule):
         return adamw_with_linear_warmup(self, self.optim)
 
 
-def adamw(module: torch.nn.Module, optim: dict) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters, no weight decay on biases and norms."""
+def adamw(module: torch.nn.Module, optim: dict, precision: str = "32-true") -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, no weight decay on biases and norms; `precision` is
+    the trainer's (Lightning's precision names)."""
     decay, no_decay = [], []
     for name, param in module.named_parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     # the fused kernel (one pass over all parameters) took 0.07 s where the default per-tensor
     # loop took 0.43 s for GPT-2 small + projector on 2 CPU cores; it needs floating-point
-    # parameters on a CPU or CUDA device
-    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in decay + no_decay)
+    # parameters on a CPU or CUDA device. Lightning's mixed-precision plugins refuse to clip the
+    # gradients of an optimiser that unscales them itself, as the fused one does (the whole
+    # pipeline failed with trainer=gpu, bf16-mixed, on an H100), so only full precision gets it.
+    fused = precision.endswith("-true") and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in decay + no_decay)
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": optim["weight_decay"]},
          {"params": no_decay, "weight_decay": 0.0}],
@@ -148,7 +153,7 @@ def adamw(module: torch.nn.Module, optim: dict) -> torch.optim.AdamW:
 
 def adamw_with_linear_warmup(module: L.LightningModule, optim: dict) -> dict:
     """`adamw` with a linear warm-up then linear decay, per step."""
-    opt = adamw(module, optim)
+    opt = adamw(module, optim, str(module.trainer.precision))
     total = max(int(module.trainer.estimated_stepping_batches), 1)
     sched = get_linear_schedule_with_warmup(opt, int(optim["warmup_ratio"] * total), total)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

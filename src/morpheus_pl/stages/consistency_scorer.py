@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -19,11 +18,12 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from morpheus_pl.data.consistency import scorer_inputs
 from morpheus_pl.modules.text_classifier import build_classifier, load_classifier_tokenizer
 from morpheus_pl.stages.base import adamw_with_linear_warmup
+from morpheus_pl.stages.gradient_clipping import NormClippingModule
 
 NUM_LABELS = 3
 
 
-class ConsistencyScorerStage(L.LightningModule):
+class ConsistencyScorerStage(NormClippingModule):
     """Encoder + classification head; `predict_labels` scores generated responses."""
 
     def __init__(self, tokenizer_dir: str, model: dict, optim: dict, max_length: int,

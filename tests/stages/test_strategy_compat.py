@@ -1,0 +1,71 @@
+"""What Lightning's GPU strategies and precisions ask of a stage, checked on the CPU (both
+failures below were first seen on an H100): mixed precision with gradient clipping needs an
+optimiser that does not unscale gradients itself, and FSDP/DeepSpeed walk every batch."""
+
+import lightning as L
+import pytest
+from lightning.pytorch.plugins.precision.deepspeed import DeepSpeedPrecision
+from lightning.pytorch.plugins.precision.fsdp import FSDPPrecision
+
+from morpheus_pl.data.example import BatchExamples, DialogExample
+from morpheus_pl.pipeline import build_stage
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_stage_trains_with_gradient_clipping_at_any_precision(precision, tiny_cfg, tiny_data):
+    dm, tok_dir = tiny_data
+    stage = build_stage(tiny_cfg, "no_persona", tok_dir)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", precision=precision, gradient_clip_val=1.0,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(stage, train_dataloaders=dm.train_dataloader())
+    assert trainer.global_step == 2
+    # the fused kernel at full precision only: Lightning refuses to clip its gradients under AMP
+    assert trainer.optimizers[0].defaults["fused"] is (precision == "32-true")
+
+
+@pytest.mark.parametrize("plugin", [FSDPPrecision("bf16-mixed"), FSDPPrecision("bf16-true"),
+                                    DeepSpeedPrecision("bf16-mixed")], ids=type)
+def test_strategy_input_conversion_passes_a_batch_through(plugin, tiny_data):
+    dm, _ = tiny_data
+    batch = next(iter(dm.val_dataloader()))
+    converted = plugin.convert_input(batch)
+    assert converted.keys() == batch.keys()
+    assert isinstance(converted["examples"], BatchExamples)
+    assert list(converted["examples"]) == list(batch["examples"])
+    assert all(isinstance(ex, DialogExample) for ex in converted["examples"])
+    assert (converted["history_ids"] == batch["history_ids"]).all()
+
+
+class _FSDPRoot:
+    """Stands in for the FullyShardedDataParallel root (FSDP needs GPUs): records the call."""
+
+    def __init__(self) -> None:
+        self.max_norms = []
+
+    def clip_grad_norm_(self, max_norm):
+        self.max_norms.append(max_norm)
+
+
+def test_norm_clipping_under_fsdp_goes_through_the_fsdp_wrapper(tiny_cfg, tiny_data):
+    from types import SimpleNamespace
+
+    import torch
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    _, tok_dir = tiny_data
+    stage = build_stage(tiny_cfg, "no_persona", tok_dir)
+    root = _FSDPRoot()
+    stage.trainer = SimpleNamespace(strategy=FSDPStrategy(), model=root)
+    stage.configure_gradient_clipping(None, 1.0, "norm")
+    stage.configure_gradient_clipping(None, 0.5, None)
+    assert root.max_norms == [1.0, 0.5]
+    # other strategies: Lightning's own clipping, which clips the module's gradients in place
+    param = next(p for p in stage.parameters() if p.requires_grad)
+    param.grad = torch.full_like(param, 100.0)
+    stage.trainer = SimpleNamespace(strategy=None, model=root, gradient_clip_val=1.0,
+                                    gradient_clip_algorithm=None,
+                                    precision_plugin=L.pytorch.plugins.precision.Precision())
+    stage.configure_gradient_clipping(torch.optim.SGD([param], lr=0.1), 1.0, "norm")
+    assert root.max_norms == [1.0, 0.5]
+    assert torch.linalg.vector_norm(param.grad) == pytest.approx(1.0, rel=1e-4)
