@@ -69,3 +69,42 @@ def test_norm_clipping_under_fsdp_goes_through_the_fsdp_wrapper(tiny_cfg, tiny_d
     stage.configure_gradient_clipping(torch.optim.SGD([param], lr=0.1), 1.0, "norm")
     assert root.max_norms == [1.0, 0.5]
     assert torch.linalg.vector_norm(param.grad) == pytest.approx(1.0, rel=1e-4)
+
+
+def _weight_decay_groups(optimizer) -> tuple[set, set]:
+    decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    exempt = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    return decayed, exempt
+
+
+def test_weight_decay_split_holds_for_flattened_shards(tiny_cfg, tiny_data):
+    """Biases and LayerNorm weights get no decay, matrices do; also when every parameter is a
+    1-D view, as FSDP (use_orig_params) hands them to `configure_optimizers`."""
+    import torch
+    from torch import nn
+
+    from morpheus_pl.stages.base import adamw
+
+    _, tok_dir = tiny_data
+    stage = build_stage(tiny_cfg, "joint", tok_dir)
+    optim = {"lr": 1e-3, "weight_decay": 0.01}
+    names = {id(p): n for n, p in stage.named_parameters()}
+    decayed, exempt = _weight_decay_groups(adamw(stage, optim))
+    # oracle: GPT-2's and the new parts' biases and LayerNorm weights are exactly its 1-D tensors
+    trainable = {n: p for n, p in stage.named_parameters() if p.requires_grad}
+    assert {names[i] for i in exempt} == {n for n, p in trainable.items() if p.ndim == 1}
+    assert {names[i] for i in decayed} == {n for n, p in trainable.items() if p.ndim >= 2}
+    assert any(".ln_" in names[i] for i in exempt) and any("codebook" in names[i] for i in decayed)
+    expected = ({names[i] for i in decayed}, {names[i] for i in exempt})
+    flat = {}  # one flat view per parameter, so tied weights (GPT-2's LM head) stay tied
+    with torch.no_grad():
+        for mod in list(stage.modules()):
+            for name, param in list(mod.named_parameters(recurse=False)):
+                if id(param) not in flat:
+                    flat[id(param)] = nn.Parameter(param.detach().reshape(-1),
+                                                   requires_grad=param.requires_grad)
+                setattr(mod, name, flat[id(param)])
+    assert all(p.ndim == 1 for p in stage.parameters())
+    names = {id(p): n for n, p in stage.named_parameters()}
+    decayed, exempt = _weight_decay_groups(adamw(stage, optim))
+    assert ({names[i] for i in decayed}, {names[i] for i in exempt}) == expected

@@ -133,10 +133,11 @@ class PersonaDialogStage(NormClippingModule):
 def adamw(module: torch.nn.Module, optim: dict, precision: str = "32-true") -> torch.optim.AdamW:
     """AdamW over the trainable parameters, no weight decay on biases and norms; `precision` is
     the trainer's (Lightning's precision names)."""
+    exempt = {id(p) for p in biases_and_norms(module)}
     decay, no_decay = [], []
-    for name, param in module.named_parameters():
+    for param in module.parameters():
         if param.requires_grad:
-            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+            (no_decay if id(param) in exempt else decay).append(param)
     # the fused kernel (one pass over all parameters) took 0.07 s where the default per-tensor
     # loop took 0.43 s for GPT-2 small + projector on 2 CPU cores; it needs floating-point
     # parameters on a CPU or CUDA device. Lightning's mixed-precision plugins refuse to clip the
@@ -149,6 +150,19 @@ def adamw(module: torch.nn.Module, optim: dict, precision: str = "32-true") -> t
          {"params": no_decay, "weight_decay": 0.0}],
         lr=optim["lr"], fused=fused,
     )
+
+
+def biases_and_norms(module: torch.nn.Module) -> list[nn.Parameter]:
+    """Biases and the weights of normalisation layers (LayerNorm, RMSNorm, ...), found by name and
+    module type rather than by shape: FSDP (`use_orig_params`) hands the optimiser flattened 1-D
+    shards, so a shape rule would exempt every weight there."""
+    found = []
+    for mod in module.modules():
+        norm = "norm" in type(mod).__name__.lower()
+        for name, param in mod.named_parameters(recurse=False):
+            if norm or name == "bias" or name.endswith("_bias"):
+                found.append(param)
+    return found
 
 
 def adamw_with_linear_warmup(module: L.LightningModule, optim: dict) -> dict:
