@@ -1,4 +1,4 @@
-"""Generation for the three systems on a tiny joint stage built through the real Hydra config."""
+"""Generation for every system on a tiny joint stage built through the real Hydra config."""
 
 import pytest
 import torch
@@ -121,3 +121,27 @@ def test_code_predictor_sees_the_same_inputs_in_training_and_inference(stage, ba
     assert torch.allclose(c_train, c_other_persona, atol=1e-6)
     # the persona really changed what the generation loss saw
     assert not torch.allclose(train_losses["gen"], other_losses["gen"], atol=1e-5)
+
+
+def test_oracle_codes_is_morpheus_with_a_perfect_predictor(stage, batch, monkeypatch):
+    with torch.no_grad():
+        gold = stage.codebook.nearest(stage.persona_vectors(batch))
+        predicted = prefix_for(stage, batch, "morpheus")[1]
+    assert not torch.equal(predicted, gold)  # the untrained predictor is not perfect
+    perfect = torch.nn.functional.one_hot(gold, stage.codebook.num_codes).float()
+    monkeypatch.setattr(stage, "code_logits", lambda b: perfect)
+    kv_morpheus, codes = prefix_for(stage, batch, "morpheus")
+    kv_oracle, oracle_codes = prefix_for(stage, batch, "oracle_codes")
+    assert torch.equal(codes, gold) and oracle_codes is None  # oracle codes are no prediction
+    for (k_m, v_m), (k_o, v_o) in zip(kv_morpheus, kv_oracle, strict=True):
+        assert torch.equal(k_m, k_o) and torch.equal(v_m, v_o)
+
+
+def test_eval_systems_are_checked_before_training(tiny_compose):
+    from morpheus_pl.run import check_systems
+
+    with pytest.raises(ValueError, match=r"unknown system\(s\) \['oracle'\]"):
+        check_systems(tiny_compose("eval.systems=[morpheus,oracle]"))
+    with pytest.raises(ValueError, match="oracle_codes needs the persona codebook.*no_pc"):
+        check_systems(tiny_compose("eval.systems=[oracle_codes]", "ablation=no_pc"))
+    check_systems(tiny_compose("eval.systems=[morpheus,oracle_codes]"))

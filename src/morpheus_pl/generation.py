@@ -3,6 +3,9 @@
 `system` picks where the prefix comes from:
   morpheus      history only: predictor -> codes -> codebook vectors -> projector
   true_persona  the true persona segments -> encoder -> projector (upper bound)
+  oracle_codes  the codes nearest to the true persona's segments -> codebook vectors -> projector:
+                MORPHEUS with a perfect code predictor (a diagnostic, not a baseline; it
+                separates the predictor's errors from what the codebook can carry)
   no_persona    no prefix (a prefix-tuning baseline: its learned prefix)
 Histories are left-padded; the attention mask covers prefix + history; a fresh cache is built
 for every call because `generate` changes it in place.
@@ -20,7 +23,7 @@ from morpheus_pl.modules.decoder import decode_texts
 from morpheus_pl.modules.prefix_projector import prefix_attention, prefix_cache
 from morpheus_pl.stages.base import PersonaDialogStage
 
-SYSTEMS = ("morpheus", "no_persona", "true_persona")
+SYSTEMS = ("morpheus", "no_persona", "true_persona", "oracle_codes")
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class GenerationConfig:
 @torch.no_grad()
 def prefix_for(stage: PersonaDialogStage, batch: dict, system: str, decode: str = "argmax",
                generator: torch.Generator | None = None) -> tuple[list | None, Tensor | None]:
-    """Per-layer (key, value) prefix for `system`, and the codes MORPHEUS picked (else None)."""
+    """Per-layer (key, value) prefix for `system`, and the codes MORPHEUS's predictor picked
+    (None for the other systems, `oracle_codes` included: its codes are not predictions)."""
     if system == "no_persona":
         return stage.baseline_prefix(batch["history_ids"].shape[0]), None
     if system == "true_persona":
@@ -44,6 +48,9 @@ def prefix_for(stage: PersonaDialogStage, batch: dict, system: str, decode: str 
     if system == "morpheus":
         codes = decode_codes(stage.code_logits(batch), decode, generator)
         return stage.projector(stage.codebook.lookup(codes)), codes
+    if system == "oracle_codes":
+        gold = stage.codebook.nearest(stage.persona_vectors(batch))
+        return stage.projector(stage.codebook.lookup(gold)), None
     raise ValueError(f"system must be one of {SYSTEMS}, got {system!r}")
 
 

@@ -32,12 +32,15 @@ log = logging.getLogger("morpheus_pl")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 TRAINED = ("role_awareness", "codebook_init", "joint", "no_persona")
 EVALUATION_FILES = ("results.json", "results.md", "predictions.jsonl")
-SYSTEM_STAGES = {"morpheus": "joint", "no_persona": "no_persona", "true_persona": "role_awareness"}
+SYSTEM_STAGES = {"morpheus": "joint", "no_persona": "no_persona", "true_persona": "role_awareness",
+                 "oracle_codes": "joint"}
 
 
 def run(cfg: DictConfig) -> Path:
     """Run the configured stage; returns the output directory."""
     check_strategy(cfg.trainer)
+    if cfg.stage.name in ("pipeline", "evaluate"):
+        check_systems(cfg)
     if cfg.tune_malloc:
         tune_glibc_malloc()
     out_dir = Path(cfg.paths.output)
@@ -60,6 +63,17 @@ def run(cfg: DictConfig) -> Path:
     log.info("timing: %s", timing)
     log.info("outputs in %s", out_dir)
     return out_dir
+
+
+def check_systems(cfg: DictConfig) -> None:
+    """Fail before any training on an `eval.systems` entry that cannot be evaluated."""
+    unknown = [s for s in cfg.eval.systems if s not in SYSTEM_STAGES]
+    if unknown:
+        raise ValueError(f"eval.systems: unknown system(s) {unknown}; expected some of "
+                         f"{list(SYSTEM_STAGES)}")
+    if "oracle_codes" in cfg.eval.systems and not cfg.ablation.persona_codebook:
+        raise ValueError(f"eval.systems: oracle_codes needs the persona codebook, which "
+                         f"ablation={cfg.ablation.name} removes")
 
 
 def check_strategy(trainer: DictConfig) -> None:
