@@ -1,14 +1,22 @@
-"""What Lightning's GPU strategies and precisions ask of a stage, checked on the CPU (both
-failures below were first seen on an H100): mixed precision with gradient clipping needs an
-optimiser that does not unscale gradients itself, and FSDP/DeepSpeed walk every batch."""
+"""What Lightning's GPU strategies and precisions ask of a stage, checked on the CPU (the first
+three failed on an H100; the weight-decay split was found by reading): mixed precision with
+gradient clipping needs an optimiser that does not unscale gradients itself, FSDP/DeepSpeed
+walk every batch, FSDP clips by norm only through its wrapper and hands the optimiser flat
+shards."""
+
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
+import torch
 from lightning.pytorch.plugins.precision.deepspeed import DeepSpeedPrecision
 from lightning.pytorch.plugins.precision.fsdp import FSDPPrecision
+from lightning.pytorch.strategies import FSDPStrategy
+from torch import nn
 
 from morpheus_pl.data.example import BatchExamples, DialogExample
 from morpheus_pl.pipeline import build_stage
+from morpheus_pl.stages.base import adamw
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
@@ -48,11 +56,6 @@ class _FSDPRoot:
 
 
 def test_norm_clipping_under_fsdp_goes_through_the_fsdp_wrapper(tiny_cfg, tiny_data):
-    from types import SimpleNamespace
-
-    import torch
-    from lightning.pytorch.strategies import FSDPStrategy
-
     _, tok_dir = tiny_data
     stage = build_stage(tiny_cfg, "no_persona", tok_dir)
     root = _FSDPRoot()
@@ -80,11 +83,6 @@ def _weight_decay_groups(optimizer) -> tuple[set, set]:
 def test_weight_decay_split_holds_for_flattened_shards(tiny_cfg, tiny_data):
     """Biases and LayerNorm weights get no decay, matrices do; also when every parameter is a
     1-D view, as FSDP (use_orig_params) hands them to `configure_optimizers`."""
-    import torch
-    from torch import nn
-
-    from morpheus_pl.stages.base import adamw
-
     _, tok_dir = tiny_data
     stage = build_stage(tiny_cfg, "joint", tok_dir)
     optim = {"lr": 1e-3, "weight_decay": 0.01}
