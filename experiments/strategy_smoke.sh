@@ -10,6 +10,7 @@ set -u
 PY=${PY:-.venv/bin/python}
 STRATEGIES=${STRATEGIES:-ddp fsdp deepspeed}
 SMOKE_DIR=${SMOKE_DIR:-$(mktemp -d -t morpheus_smoke.XXXX)}
+mkdir -p "$SMOKE_DIR"
 SHORT=(stage=joint train.role_awareness.max_steps=40 train.joint.max_steps=40
        train.checkpoint_every_n_steps=20 trainer.log_every_n_steps=10)
 status=0
