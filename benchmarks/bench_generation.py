@@ -1,6 +1,7 @@
 """MORPHEUS generation (history pass -> codes -> prefix -> generate) against plain `generate`.
 
-Setting: a GPT-2-small configuration (12 layers, 768 wide, vocabulary 50,257; random weights),
+Setting: a GPT-2-small configuration (12 layers, 768 wide, vocabulary 50,257; random weights;
+the fused tanh-GELU that `build_decoder` gives every decoder),
 N = 100 codes, M = 5 slots, a batch of 8 histories of 128 tokens (one left-padded to 96), greedy
 decoding of exactly L new tokens (min_new_tokens = max_new_tokens), one CPU process (or
 `--device cuda`, float32). Both go
@@ -24,6 +25,7 @@ from transformers import AutoModelForCausalLM, GPT2Config
 from morpheus_pl.allocator import tune_glibc_malloc
 from morpheus_pl.generation import GenerationConfig, generate_batch
 from morpheus_pl.modules.code_predictor import CodePredictor
+from morpheus_pl.modules.decoder import fuse_gelu_tanh
 from morpheus_pl.modules.persona_codebook import PersonaCodebook
 from morpheus_pl.modules.prefix_lm import history_state
 from morpheus_pl.modules.prefix_projector import PrefixProjector, kv_layout
@@ -48,6 +50,7 @@ class MorpheusParts(nn.Module):
         super().__init__()
         config = GPT2Config(pad_token_id=0)
         self.decoder = AutoModelForCausalLM.from_config(config)
+        fuse_gelu_tanh(self.decoder)  # as `build_decoder` does for every decoder, plain included
         self.tokenizer = _Tokenizer()
         self.projector = PrefixProjector(config.n_embd, kv_layout(config))
         self.codebook = PersonaCodebook(CODES, config.n_embd)
