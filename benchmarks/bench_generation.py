@@ -1,10 +1,9 @@
 """MORPHEUS generation (history pass -> codes -> prefix -> generate) against plain `generate`.
 
 Setting: a GPT-2-small configuration (12 layers, 768 wide, vocabulary 50,257; random weights;
-the fused tanh-GELU that `build_decoder` gives every decoder),
-N = 100 codes, M = 5 slots, a batch of 8 histories of 128 tokens (one left-padded to 96), greedy
-decoding of exactly L new tokens (min_new_tokens = max_new_tokens), one CPU process (or
-`--device cuda`, float32). Both go
+the fused tanh-GELU that `build_decoder` gives every decoder), N = 100 codes, M = 5 slots, a
+batch of 8 histories of 128 tokens (one left-padded to 96), greedy decoding of exactly L new
+tokens (min_new_tokens = max_new_tokens), one CPU process (or `--device cuda`, float32). Both go
 through `morpheus_pl.generation.generate_batch`, as evaluation does. Targets: at L = 128,
 MORPHEUS at least 0.9x the tokens per second of plain generation; at L = 32, at most 1.05x the
 floor, plain generation plus one forward pass over the history (the predictor's input).
