@@ -1,9 +1,12 @@
-"""Two CPU processes under Lightning's DDP (gloo): stage 2 gathers every rank's persona vectors
-(41 roles: shards of 21 and 20) and fits the codebook the single process fits; joint training
-keeps the ranks' codebooks, usage statistics and re-seeded codes identical."""
+"""The pipeline with two CPU processes (gloo) under Lightning's DDP and under its FSDP: stage 2
+gathers every rank's persona vectors (41 roles: shards of 21 and 20) and fits the codebook the
+single process fits; joint training keeps the ranks' codebooks, usage statistics and re-seeded
+codes identical; the stage checkpoints hold the whole model, also when FSDP shards it; rank 0
+evaluates alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,12 +17,14 @@ import torch
 from pipeline_driver import TINY_JOINT
 
 DRIVER = Path(__file__).with_name("pipeline_driver.py")
-TINY = [*TINY_JOINT, "dataset.world.train_roles=41", "data.batch_size=4",
-        "train.role_awareness.max_steps=4", "train.joint.max_steps=6"]
+TINY = [*(o for o in TINY_JOINT if o != "stage=joint"), "stage=pipeline",
+        "dataset.world.train_roles=41", "data.batch_size=4", "train.role_awareness.max_steps=4",
+        "train.joint.max_steps=6", "train.no_persona.max_steps=6"]
+SYSTEMS = {"morpheus", "no_persona", "true_persona"}
 
 
-def _run(root: Path, dump: Path, *overrides: str) -> None:
-    env = {**os.environ, "MORPHEUS_HOME": str(root), "CODEBOOK_DUMP": str(dump)}
+def _run(root: Path, dump: Path, *overrides: str, env: dict | None = None) -> None:
+    env = {**os.environ, "MORPHEUS_HOME": str(root), "CODEBOOK_DUMP": str(dump), **(env or {})}
     proc = subprocess.run([sys.executable, str(DRIVER), *TINY, *overrides], capture_output=True,
                           text=True, env=env, cwd=root, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -29,31 +34,64 @@ def _load(path: Path) -> dict:
     return torch.load(path, weights_only=True)
 
 
-@pytest.mark.slow
-def test_ddp_ranks_agree_and_stage2_matches_one_process(tmp_path: Path) -> None:
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    _run(tmp_path, single, f"hydra.run.dir={tmp_path / 'out_single'}")
-    stage1 = next((tmp_path / "artifacts" / "stages" / "role_awareness").glob("*/model.ckpt"))
-    _run(tmp_path, ddp, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-         f"checkpoints.role_awareness={stage1}",  # the same stage 1; stages 2-3 anew, elsewhere
-         f"checkpoints.codebook_init={tmp_path / 'ddp_stage2' / 'model.ckpt'}",
-         f"checkpoints.joint={tmp_path / 'ddp_stage3' / 'model.ckpt'}",
-         f"hydra.run.dir={tmp_path / 'out_ddp'}")
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    """The single-process run both two-process runs are compared with; its stage 1 is theirs."""
+    root = tmp_path_factory.mktemp("distributed")
+    _run(root, root / "single", f"hydra.run.dir={root / 'out_single'}")
+    return root
 
-    alone = _load(single / "codebook_init-rank0.pt")
-    rank0, rank1 = _load(ddp / "codebook_init-rank0.pt"), _load(ddp / "codebook_init-rank1.pt")
+
+def _two_processes(root: Path, name: str, *overrides: str, env: dict | None = None) -> Path:
+    """Stages 2-3 and the no-persona baseline anew under two processes, from the single
+    process's stage 1, then evaluation (on rank 0); returns the dumps."""
+    stage1 = next((root / "artifacts" / "stages" / "role_awareness").glob("*/model.ckpt"))
+    _run(root, root / name, *overrides,
+         f"checkpoints.role_awareness={stage1}",
+         f"checkpoints.codebook_init={root / f'{name}_stage2' / 'model.ckpt'}",
+         f"checkpoints.joint={root / f'{name}_stage3' / 'model.ckpt'}",
+         f"checkpoints.no_persona={root / f'{name}_no_persona' / 'model.ckpt'}",
+         f"hydra.run.dir={root / f'out_{name}'}", env=env)
+    return root / name
+
+
+def _assert_ranks_agree(root: Path, name: str) -> None:
+    dump = root / name
+    alone = _load(root / "single" / "codebook_init-rank0.pt")
+    rank0, rank1 = _load(dump / "codebook_init-rank0.pt"), _load(dump / "codebook_init-rank1.pt")
     assert bool(rank0["codebook.initialised"])
     assert torch.equal(rank0["codebook.codes"], rank1["codebook.codes"])
     torch.testing.assert_close(rank0["codebook.codes"], alone["codebook.codes"], rtol=0, atol=1e-5)
 
-    rank0, rank1 = _load(ddp / "joint-rank0.pt"), _load(ddp / "joint-rank1.pt")
-    for name in ("codebook.codes", "codebook.usage"):
-        assert torch.equal(rank0[name], rank1[name]), name
-    saved = torch.load(tmp_path / "ddp_stage3" / "model.ckpt", weights_only=True)["state_dict"]
+    rank0, rank1 = _load(dump / "joint-rank0.pt"), _load(dump / "joint-rank1.pt")
+    for key in ("codebook.codes", "codebook.usage"):
+        assert torch.equal(rank0[key], rank1[key]), key
+    saved = _load(root / f"{name}_stage3" / "model.ckpt")["state_dict"]
     assert torch.equal(saved["codebook.codes"], rank0["codebook.codes"])
-    metrics = next((tmp_path / "out_ddp" / "logs" / "joint").glob("*/metrics.csv")).read_text()
+    single = _load(next((root / "artifacts" / "stages" / "joint").glob("*/model.ckpt")))["state_dict"]
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in single.items()}
+    metrics = next((root / f"out_{name}" / "logs" / "joint").glob("*/metrics.csv")).read_text()
     reseeded = [float(v) for v in _column(metrics, "train/reseeded_codes")]
     assert sum(reseeded) > 0  # the re-seeding ran, and the ranks still agree
+    # rank 0 evaluated alone after the others had left (its metrics must not wait for them)
+    results = json.loads((root / f"out_{name}" / "results.json").read_text())
+    assert all(0 <= results[s]["persona_fact_accuracy"] <= 1 for s in SYSTEMS)
+    assert (root / f"{name}_no_persona" / "model.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_ddp_ranks_agree_and_stage2_matches_one_process(one_process: Path) -> None:
+    _two_processes(one_process, "ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    _assert_ranks_agree(one_process, "ddp")
+
+
+@pytest.mark.slow
+def test_fsdp_ranks_agree_and_checkpoints_are_whole(one_process: Path) -> None:
+    """FSDP shards every parameter between steps: stage 2 writes the codes into the shards,
+    re-seeding writes codes between steps, clipping goes through the FSDP wrapper, and the
+    saved stages are gathered whole (each failed here before it was handled)."""
+    _two_processes(one_process, "fsdp", env={"CPU_FSDP": "2"})
+    _assert_ranks_agree(one_process, "fsdp")
 
 
 def _column(csv_text: str, name: str) -> list[str]:

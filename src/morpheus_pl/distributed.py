@@ -13,12 +13,13 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import lightning as L
 import torch
 from filelock import FileLock, Timeout
+from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 from torch import Tensor
@@ -106,3 +107,17 @@ def gather_in_dataset_order(module: L.LightningModule, index: Tensor, *rows: Ten
     first = valid & torch.cat([valid[:1], index[1:] != index[:-1]])
     keep = order[first]
     return (index[first], *(padded(t)[keep] for t in rows))
+
+
+def whole_parameters(trainer: L.Trainer | None) -> AbstractContextManager:
+    """Inside: the module's parameters whole on every rank, written back to the shards on exit.
+
+    Under FSDP each rank holds a flat shard of every parameter outside a forward pass (after
+    `trainer.predict` too), so a parameter set by hand must be set inside FSDP's
+    `summon_full_params`. Other strategies keep parameters whole: nothing to do.
+    """
+    if trainer is None or not isinstance(trainer.strategy, FSDPStrategy):
+        return nullcontext()
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return FullyShardedDataParallel.summon_full_params(trainer.strategy.model, writeback=True)

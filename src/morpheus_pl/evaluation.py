@@ -23,7 +23,7 @@ from tqdm import tqdm
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.generation import GenerationConfig, generate_batch
 from morpheus_pl.metrics.consistency import ConsistencyScore
-from morpheus_pl.metrics.report import metric_tokenizer_name, score_predictions
+from morpheus_pl.metrics.report import ONE_PROCESS, metric_tokenizer_name, score_predictions
 from morpheus_pl.modules.code_predictor import set_recall
 from morpheus_pl.stages.base import PersonaDialogStage
 from morpheus_pl.stages.consistency_scorer import ConsistencyScorerStage
@@ -91,7 +91,7 @@ def consistency_scores(scorer: ConsistencyScorerStage | None, rows: list[dict]) 
                                    [r["prediction"] for r in rows])
     for row, label in zip(rows, labels.tolist()):
         row["scorer_label"] = label
-    metric = ConsistencyScore()
+    metric = ConsistencyScore(**ONE_PROCESS)
     metric.update(labels)
     return {name: float(value) for name, value in metric.compute().items()}
 

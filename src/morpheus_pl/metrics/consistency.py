@@ -7,6 +7,8 @@ sample. Label counts are "sum" states, so the scores are exact under DDP.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -23,8 +25,8 @@ class ConsistencyScore(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.add_state("label_counts", default=torch.zeros(NUM_LABELS, dtype=torch.long),
                        dist_reduce_fx="sum")
 

@@ -12,6 +12,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import sacrebleu
 import torch
@@ -67,8 +68,8 @@ class SentenceBLEU(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, n: int) -> None:
-        super().__init__()
+    def __init__(self, n: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self.n = n
@@ -95,8 +96,8 @@ class CorpusBLEU(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, tokenize: str = "13a") -> None:
-        super().__init__()
+    def __init__(self, tokenize: str = "13a", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.tokenize = tokenize
         self.add_state("preds", default=[], dist_reduce_fx="cat")
         self.add_state("targets", default=[], dist_reduce_fx="cat")
@@ -127,8 +128,8 @@ class Distinct(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, n: int) -> None:
-        super().__init__()
+    def __init__(self, n: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self.n = n
@@ -158,8 +159,8 @@ class PersonaCoverage(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.add_state("preds", default=[], dist_reduce_fx="cat")
         self.add_state("segments", default=[], dist_reduce_fx="cat")
         self.add_state("segments_per_example", default=[], dist_reduce_fx="cat")
@@ -198,8 +199,8 @@ class PersonaFactAccuracy(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.add_state("correct", default=torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
 

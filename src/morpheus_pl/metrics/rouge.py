@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -56,8 +57,8 @@ class RougeL(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         zero = torch.tensor(0.0, dtype=torch.float64)
         self.add_state("fmeasure_sum", default=zero.clone(), dist_reduce_fx="sum")
         self.add_state("recall_sum", default=zero.clone(), dist_reduce_fx="sum")

@@ -14,7 +14,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor
 from torchmetrics import Metric
@@ -102,8 +102,8 @@ class SelfBLEU(Metric):
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, n: int, references: Literal["all", "random"] = "all", seed: int = 0) -> None:
-        super().__init__()
+    def __init__(self, n: int, references: Literal["all", "random"] = "all", seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if references not in ("all", "random"):

@@ -8,6 +8,7 @@ paper's symbols: p (B, M, d), e (N, d), k (B, M).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -27,13 +28,10 @@ class PersonaCodebook(nn.Module):
         super().__init__()
         if num_codes < 1:
             raise ValueError(f"codebook.N must be >= 1, got {num_codes}")
+        self.num_codes = num_codes  # not codes.shape[0]: FSDP flattens and shards `codes` between steps
         self.codes = nn.Parameter(torch.empty(num_codes, dim).uniform_(-1 / num_codes, 1 / num_codes))
         self.register_buffer("initialised", torch.tensor(False))
         self.register_buffer("usage", torch.ones(num_codes))
-
-    @property
-    def num_codes(self) -> int:
-        return self.codes.shape[0]
 
     def load_codes(self, codes: Tensor) -> None:
         if codes.shape != self.codes.shape:
@@ -58,7 +56,8 @@ class PersonaCodebook(nn.Module):
     @torch.no_grad()
     def reseed_dead_codes(self, p: Tensor, k: Tensor, decay: float, threshold: float,
                           generator: torch.Generator | None = None,
-                          gather: Callable[[Tensor], Tensor] = _this_process) -> int:
+                          gather: Callable[[Tensor], Tensor] = _this_process,
+                          whole_codes: Callable[[], AbstractContextManager] = nullcontext) -> int:
         """Move codes that (almost) no persona vector chooses back onto the data.
 
         `usage` is an exponential moving average of each code's share of the assignments k,
@@ -71,6 +70,7 @@ class PersonaCodebook(nn.Module):
         Under DDP, `gather` returns a tensor from every rank concatenated along dim 0 (the
         default keeps this process's): the usage then counts all ranks' assignments, and given
         the same `generator` state every rank re-seeds the same codes with the same vectors.
+        Under FSDP, `codes` is written inside `whole_codes()` (FSDP shards it between steps).
         """
         n = self.num_codes
         k = gather(k.reshape(-1))
@@ -80,7 +80,8 @@ class PersonaCodebook(nn.Module):
         if dead.numel():
             flat = gather(p.detach().reshape(-1, p.shape[-1]))
             pick = torch.randint(flat.shape[0], (dead.numel(),), generator=generator)
-            self.codes[dead] = flat[pick.to(flat.device)].to(self.codes.dtype)
+            with whole_codes():
+                self.codes[dead] = flat[pick.to(flat.device)].to(self.codes.dtype)
             self.usage[dead] = 1.0
         return int(dead.numel())
 

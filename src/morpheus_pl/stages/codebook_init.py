@@ -14,7 +14,7 @@ import logging
 import torch
 from torch import Tensor
 
-from morpheus_pl.distributed import gather_in_dataset_order
+from morpheus_pl.distributed import gather_in_dataset_order, whole_parameters
 from morpheus_pl.modules.codebook_init import init_codebook
 from morpheus_pl.modules.persona_codebook import PersonaCodebook
 from morpheus_pl.stages.role_awareness import RoleAwarenessStage
@@ -72,6 +72,7 @@ class CodebookInitStage(RoleAwarenessStage):
                                   em_kwargs=dict(cfg.get("em") or {})).cpu()
         if self._trainer is not None:
             codes = self.trainer.strategy.broadcast(codes, src=0)
-        self.codebook.load_codes(codes.to(self.codebook.codes))
+        with whole_parameters(self._trainer):
+            self.codebook.load_codes(codes.to(self.codebook.codes))
         log.info("codebook: %d codes initialised by %s from %d persona vectors",
                  cfg["N"], cfg["init"], vectors.shape[0])

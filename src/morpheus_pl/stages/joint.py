@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from morpheus_pl.distributed import whole_parameters
 from morpheus_pl.modules.code_predictor import CodePredictor, code_loss, decode_codes, set_recall
 from morpheus_pl.modules.persona_codebook import contrastive_loss, straight_through, vq_loss
 from morpheus_pl.modules.prefix_lm import history_state, prefix_lm_loss
@@ -75,7 +76,8 @@ class JointTrainingStage(CodebookInitStage):
         threshold = self.codebook_cfg["reseed_below"]
         generator = torch.Generator().manual_seed(torch.initial_seed() + self.global_step)
         reseeded = self.codebook.reseed_dead_codes(
-            p, k, self.codebook_cfg["usage_decay"], threshold, generator, self._gather_ranks)
+            p, k, self.codebook_cfg["usage_decay"], threshold, generator, self._gather_ranks,
+            lambda: whole_parameters(self._trainer))
         in_use = float((self.codebook.usage >= DEAD_USAGE).sum())
         self.log_dict({
             "train/reseeded_codes": float(reseeded),
