@@ -1,8 +1,8 @@
 """The pipeline with two CPU processes (gloo) under Lightning's DDP and under its FSDP: stage 2
 gathers every rank's persona vectors (41 roles: shards of 21 and 20) and fits the codebook the
 single process fits; joint training keeps the ranks' codebooks, usage statistics and re-seeded
-codes identical; the stage checkpoints hold the whole model, also when FSDP shards it; rank 0
-evaluates alone."""
+codes identical; the stage checkpoints hold the whole model, also when FSDP shards it; the
+consistency scorer trains and is tested on its saved weights; rank 0 evaluates alone."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from pipeline_driver import TINY_JOINT
 DRIVER = Path(__file__).with_name("pipeline_driver.py")
 TINY = [*(o for o in TINY_JOINT if o != "stage=joint"), "stage=pipeline",
         "dataset.world.train_roles=41", "data.batch_size=4", "train.role_awareness.max_steps=4",
-        "train.joint.max_steps=6", "train.no_persona.max_steps=6"]
+        "train.joint.max_steps=6", "train.no_persona.max_steps=6", "eval.train_scorer=true",
+        "scorer.max_steps=4"]
 SYSTEMS = {"morpheus", "no_persona", "true_persona"}
 
 
@@ -43,14 +44,16 @@ def one_process(tmp_path_factory) -> Path:
 
 
 def _two_processes(root: Path, name: str, *overrides: str, env: dict | None = None) -> Path:
-    """Stages 2-3 and the no-persona baseline anew under two processes, from the single
-    process's stage 1, then evaluation (on rank 0); returns the dumps."""
+    """Stages 2-3, the no-persona baseline and the consistency scorer anew under two
+    processes, from the single process's stage 1, then evaluation (on rank 0); returns the
+    dumps."""
     stage1 = next((root / "artifacts" / "stages" / "role_awareness").glob("*/model.ckpt"))
     _run(root, root / name, *overrides,
          f"checkpoints.role_awareness={stage1}",
          f"checkpoints.codebook_init={root / f'{name}_stage2' / 'model.ckpt'}",
          f"checkpoints.joint={root / f'{name}_stage3' / 'model.ckpt'}",
          f"checkpoints.no_persona={root / f'{name}_no_persona' / 'model.ckpt'}",
+         f"checkpoints.scorer={root / f'{name}_scorer' / 'model.ckpt'}",
          f"hydra.run.dir={root / f'out_{name}'}", env=env)
     return root / name
 
@@ -76,7 +79,10 @@ def _assert_ranks_agree(root: Path, name: str) -> None:
     # rank 0 evaluated alone after the others had left (its metrics must not wait for them)
     results = json.loads((root / f"out_{name}" / "results.json").read_text())
     assert all(0 <= results[s]["persona_fact_accuracy"] <= 1 for s in SYSTEMS)
+    assert all(0 <= results[s]["con_score"] <= 1 for s in SYSTEMS)
     assert (root / f"{name}_no_persona" / "model.ckpt").exists()
+    report = json.loads((root / f"{name}_scorer" / "scorer_report.json").read_text())
+    assert report["held_out_triples"] == sum(map(sum, report["confusion_matrix"])) > 0
 
 
 @pytest.mark.slow
@@ -87,9 +93,9 @@ def test_ddp_ranks_agree_and_stage2_matches_one_process(one_process: Path) -> No
 
 @pytest.mark.slow
 def test_fsdp_ranks_agree_and_checkpoints_are_whole(one_process: Path) -> None:
-    """FSDP shards every parameter between steps: stage 2 writes the codes into the shards,
-    re-seeding writes codes between steps, clipping goes through the FSDP wrapper, and the
-    saved stages are gathered whole (each failed here before it was handled)."""
+    """FSDP leaves each rank a flat shard of every parameter outside its forward pass. Failed
+    here before: stage 2 writing the codes, the joint stage's usage update and re-seeding, and
+    the scorer's held-out test on the module `fit` had sharded; clipping goes through FSDP."""
     _two_processes(one_process, "fsdp", env={"CPU_FSDP": "2"})
     _assert_ranks_agree(one_process, "fsdp")
 

@@ -255,15 +255,21 @@ def train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule) -> Path:
 
 def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = _scorer_module(cfg, _scorer_tokenizer_dir(cfg, path, dm))
+    tokenizer_dir = _scorer_tokenizer_dir(cfg, path, dm)
+    module = _scorer_module(cfg, tokenizer_dir)
     sc = cfg.scorer
     data = ConsistencyDataModule({split: dm.read(split) for split in ("train", "val", "test")},
                                  module.tokenizer, sc.batch_size, sc.max_length,
                                  sc.max_context_turns, cfg.seed)
     trainer, resume = _resumable_trainer(cfg, "scorer", path.parent, sc.max_steps)
     trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
-    trainer.test(module, datamodule=data, verbose=False)
-    confusion = module.test_confusion.compute()
+    _save(trainer, module, path, "scorer", cfg)
+    # The held-out test runs on the saved weights: under FSDP the trained module keeps only
+    # its rank's shards once `fit` returns.
+    tested = _scorer_module(cfg, tokenizer_dir)
+    load_stage_weights(tested, path)
+    trainer.test(tested, datamodule=data, verbose=False)
+    confusion = tested.test_confusion.compute()
     report = {
         "held_out_split": "test",
         "held_out_triples": int(confusion.sum()),
@@ -272,7 +278,6 @@ def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> P
         "confusion_matrix_axes": "rows: true label, columns: predicted; labels "
                                  + ", ".join(f"{k} {v}" for k, v in sorted(LABEL_NAMES.items())),
     }
-    _save(trainer, module, path, "scorer", cfg)
     if global_rank() == 0:
         (path.parent / "scorer_report.json").write_text(json.dumps(report, indent=2))
     log.info("scorer: held-out accuracy %.3f on %d test triples; confusion %s",
