@@ -76,6 +76,7 @@ def _assert_ranks_agree(root: Path, name: str) -> None:
     metrics = next((root / f"out_{name}" / "logs" / "joint").glob("*/metrics.csv")).read_text()
     reseeded = [float(v) for v in _column(metrics, "train/reseeded_codes")]
     assert sum(reseeded) > 0  # the re-seeding ran, and the ranks still agree
+    assert _logged_budget(root / f"out_{name}") == _logged_budget(root / "out_single")
     # rank 0 evaluated alone after the others had left (its metrics must not wait for them)
     results = json.loads((root / f"out_{name}" / "results.json").read_text())
     assert all(0 <= results[s]["persona_fact_accuracy"] <= 1 for s in SYSTEMS)
@@ -94,10 +95,17 @@ def test_ddp_ranks_agree_and_stage2_matches_one_process(one_process: Path) -> No
 @pytest.mark.slow
 def test_fsdp_ranks_agree_and_checkpoints_are_whole(one_process: Path) -> None:
     """FSDP leaves each rank a flat shard of every parameter outside its forward pass. Failed
-    here before: stage 2 writing the codes, the joint stage's usage update and re-seeding, and
-    the scorer's held-out test on the module `fit` had sharded; clipping goes through FSDP."""
+    here before: stage 2 writing the codes, the joint stage's usage update and re-seeding, the
+    scorer's held-out test on the module `fit` had sharded, and the logged parameter counts
+    (rank 0's shard only); clipping goes through FSDP."""
     _two_processes(one_process, "fsdp", env={"CPU_FSDP": "2"})
     _assert_ranks_agree(one_process, "fsdp")
+
+
+def _logged_budget(out_dir: Path) -> list[str]:
+    """The joint stage's logged parameter counts (params/trainable, total, tps_percent)."""
+    hparams = next((out_dir / "logs" / "joint").glob("*/hparams.yaml")).read_text()
+    return [line for line in hparams.splitlines() if line.startswith("params/")]
 
 
 def _column(csv_text: str, name: str) -> list[str]:

@@ -76,10 +76,13 @@ class PersonaDialogStage(NormClippingModule):
         frozen = {id(p) for p in self.decoder.parameters() if not p.requires_grad}
         return {name for name, p in self.named_parameters(remove_duplicate=False) if id(p) in frozen}
 
-    def on_fit_start(self) -> None:
-        budget = self.parameter_budget()
-        for logger in self.loggers:
-            logger.log_hyperparams({f"params/{k}": v for k, v in budget.items()})
+    def setup(self, stage: str) -> None:
+        """Log the parameter budget before training, and before a sharding strategy wraps the
+        model: FSDP's flat shards would count only this rank's part."""
+        if stage == "fit":
+            budget = self.parameter_budget()
+            for logger in self.loggers:
+                logger.log_hyperparams({f"params/{k}": v for k, v in budget.items()})
 
     @property
     def generating_model(self) -> nn.Module:
