@@ -9,6 +9,7 @@ stage killed after a checkpoint and resumed ends with the same weights as an uni
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,8 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+
+log = logging.getLogger("morpheus_pl")
 
 
 class ResumableDataLoader(DataLoader):
@@ -68,33 +71,54 @@ class ResumableDataLoader(DataLoader):
 
 
 class RandomStateCheckpoint(L.Callback):
-    """Keeps the global random states (torch, CUDA, numpy, Python) in every checkpoint and
-    restores them on resume. Lightning's `_collect_rng_states` would keep numpy's key as a numpy
-    array, which Lightning's own resume loading (`weights_only=True`) refuses, so it is stored
-    as a tensor here. Under DDP the checkpoint holds rank 0's states and every rank gets them
-    back; seeded alike, the ranks hold the same states."""
+    """Keeps the global random states (torch, CUDA, numpy, Python) of every rank in every
+    checkpoint and gives each rank its own back on resume. The ranks' states differ: they are
+    seeded alike, but dropout on the CPU draws as many numbers as its tensor has elements, and
+    the ranks' batches are padded to different lengths (with rank 0's states on every rank, a
+    resumed 2-process DDP run left the uninterrupted one at its second step). Lightning's
+    `_collect_rng_states` would keep numpy's key as a numpy array, which Lightning's own resume
+    loading (`weights_only=True`) refuses, so it is stored as a tensor here."""
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict) -> None:
-        kind, key, pos, has_gauss, gauss = np.random.get_state()
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "python": random.getstate(),
-            "numpy": (kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss),
-        }
+        # every rank builds the checkpoint (rank 0 writes it), so the gather reaches them all
+        states = [_random_states()]
+        if trainer.world_size > 1:
+            states = [None] * trainer.world_size
+            torch.distributed.all_gather_object(states, _random_states())
+        checkpoint["rng_states"] = states
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict) -> None:
         states = checkpoint.get("rng_states")
         if states is None:
             return
-        torch.set_rng_state(states["torch"])
-        if states["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
-        random.setstate(states["python"])
-        kind, key, pos, has_gauss, gauss = states["numpy"]
-        np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        if isinstance(states, dict):  # checkpoints written before the states were per rank
+            states = [states]
+        if len(states) != trainer.world_size:
+            log.warning("resuming with %d processes from a checkpoint of %d: the random states "
+                        "cannot continue exactly; each rank takes rank 0's",
+                        trainer.world_size, len(states))
+        _set_random_states(states[trainer.global_rank if len(states) == trainer.world_size else 0])
+
+
+def _random_states() -> dict:
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss),
+    }
+
+
+def _set_random_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    random.setstate(states["python"])
+    kind, key, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
 
 
 def training_loader(data, batch_size: int, collate_fn, seed: int, num_workers: int = 0
