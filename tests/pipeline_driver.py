@@ -27,7 +27,7 @@ from torch.distributed.fsdp.api import FullOptimStateDictConfig
 from morpheus_pl import pipeline, run
 from morpheus_pl.distributed import whole_parameters
 
-_save, _trainer = pipeline._save, pipeline._trainer
+_save = pipeline._save
 
 # The tiny joint-stage run both subprocess tests start from; each adds its sizes and steps.
 TINY_JOINT = [
@@ -60,7 +60,7 @@ class _KillAt(L.Callback):
 def _killing_trainer(cfg, stage, work_dir, max_steps, callbacks=()):
     kill_stage, step = os.environ["KILL_AT"].split(":")
     extra = [_KillAt(int(step))] if stage == kill_stage else []
-    return _trainer(cfg, stage, work_dir, max_steps, [*extra, *callbacks])
+    return _unkilled_trainer(cfg, stage, work_dir, max_steps, [*extra, *callbacks])
 
 
 class _CpuFSDPStrategy(FSDPStrategy):
@@ -95,9 +95,10 @@ def _fsdp_trainer(cfg, stage, work_dir, max_steps, callbacks=()):
 if __name__ == "__main__":
     if "CODEBOOK_DUMP" in os.environ:
         pipeline._save = _dumping_save
-    if "KILL_AT" in os.environ:
-        pipeline._trainer = _killing_trainer
     if "CPU_FSDP" in os.environ:
         pipeline._trainer = _fsdp_trainer
         lightning_fsdp._get_full_state_dict_context = _full_state_dict_in_place
+    if "KILL_AT" in os.environ:
+        _unkilled_trainer = pipeline._trainer
+        pipeline._trainer = _killing_trainer
     hydra.main(version_base="1.3", config_path=run.CONFIG_DIR, config_name="config")(run.run)()

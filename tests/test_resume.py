@@ -1,6 +1,6 @@
 """A stage killed mid-run (SIGKILL after its last checkpoint, mid-epoch) and run again resumes
 from `resume/last.ckpt` and ends with exactly the weights, codebook and logged losses of a run
-that was never interrupted (fixed seed, CPU; one process, and two under DDP)."""
+that was never interrupted (fixed seed, CPU; one process, and two under DDP and FSDP)."""
 
 from __future__ import annotations
 
@@ -36,17 +36,19 @@ def _losses(root: Path, out: str) -> dict[int, float]:
     return {int(r[step]): float(r[loss]) for r in rows if r[loss]}
 
 
-def _assert_resume_is_exact(root: Path, *overrides: str) -> None:
-    assert _run(root, "out_whole", *overrides).returncode == 0  # stages 1-3 without a break
+def _assert_resume_is_exact(root: Path, *overrides: str, **env: str) -> None:
+    assert _run(root, "out_whole", *overrides, **env).returncode == 0  # stages 1-3 unbroken
     whole = next((root / "artifacts" / "stages" / "joint").glob("*/model.ckpt"))
     killed = root / "killed_joint" / "model.ckpt"  # the same stages 1-2, stage 3 anew here
-    proc = _run(root, "out_killed", *overrides, f"checkpoints.joint={killed}", KILL_AT="joint:5")
+    proc = _run(root, "out_killed", *overrides, f"checkpoints.joint={killed}", KILL_AT="joint:5",
+                **env)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]  # after step 5 of 8
     resume = killed.parent / "resume" / "last.ckpt"
     assert torch.load(resume, weights_only=False)["global_step"] == 3  # mid-epoch 0
+    assert [p.name for p in resume.parent.iterdir()] == ["last.ckpt"]  # no second copy
     assert not killed.exists()
 
-    proc = _run(root, "out_resumed", *overrides, f"checkpoints.joint={killed}")
+    proc = _run(root, "out_resumed", *overrides, f"checkpoints.joint={killed}", **env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Restored all states from the checkpoint" in proc.stderr + proc.stdout
 
@@ -73,3 +75,10 @@ def test_killed_ddp_joint_stage_resumes_to_the_uninterrupted_result(tmp_path: Pa
     numbers as its tensor has elements, and the ranks pad their batches differently)."""
     _assert_resume_is_exact(tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
                             "data.batch_size=4")
+
+
+@pytest.mark.slow
+def test_killed_fsdp_joint_stage_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """The same under FSDP on two CPU processes (`CPU_FSDP` in pipeline_driver.py): the resume
+    checkpoint holds the gathered weights and optimiser state, and loading re-shards them."""
+    _assert_resume_is_exact(tmp_path, "data.batch_size=4", CPU_FSDP="2")

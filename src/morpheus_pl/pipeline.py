@@ -152,7 +152,8 @@ def _resumable_trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: i
                        ) -> tuple[L.Trainer, str | None]:
     """A trainer that checkpoints into `work_dir/resume` every train.checkpoint_every_n_steps,
     and the checkpoint to resume from (None: start afresh)."""
-    last = ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True,
+    # last.ckpt only (save_top_k=0): by default Lightning also kept a second, identical file
+    last = ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True, save_top_k=0,
                            every_n_train_steps=cfg.train.checkpoint_every_n_steps)
     trainer = _trainer(cfg, stage, work_dir, max_steps, [last, RandomStateCheckpoint()])
     resume = work_dir / "resume" / "last.ckpt"
