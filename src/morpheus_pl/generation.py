@@ -6,7 +6,8 @@
   oracle_codes  the codes nearest to the true persona's segments -> codebook vectors -> projector:
                 MORPHEUS with a perfect code predictor (a diagnostic, not a baseline; it
                 separates the predictor's errors from what the codebook can carry)
-  no_persona    no prefix (a prefix-tuning baseline: its learned prefix)
+  no_persona    no prefix (a prefix-tuning baseline: its learned prefix; prompt and P-tuning:
+                their virtual-token embeddings before the history)
 Histories are left-padded; the attention mask covers prefix + history; a fresh cache is built
 for every call because `generate` changes it in place.
 """
@@ -66,6 +67,10 @@ def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: 
         mask, _ = prefix_attention(kv[0][0].shape[2], mask)
         kwargs["cache"] = prefix_cache(kv, stage.decoder.config)
     tok = stage.tokenizer
+    prompt = stage.baseline_prompt(ids.shape[0]) if system == "no_persona" else None
+    if prompt is not None:
+        ids, mask, kwargs["inputs_embeds"] = with_virtual_tokens(stage.generating_model, prompt, ids,
+                                                                 mask, tok.pad_token_id)
     out = stage.generating_model.generate(
         input_ids=ids,
         attention_mask=mask,
@@ -80,3 +85,17 @@ def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: 
         **kwargs,
     )
     return decode_texts(tok, out[:, ids.shape[1]:]), codes
+
+
+def with_virtual_tokens(model, prompt: Tensor, ids: Tensor, mask: Tensor, pad_token_id: int
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+    """`generate` inputs with learned virtual-token embeddings `prompt` (B, P, d) before the
+    left-padded history, as prompt and P-tuning train: ids with P placeholder columns in front
+    (never embedded: they keep the returned sequences aligned with the input), the mask over
+    prompt + history (its cumulative sum gives the history the positions of training), and the
+    input embeddings of prompt + history."""
+    embeds = model.get_input_embeddings()(ids)
+    batch, length = prompt.shape[:2]
+    return (torch.cat([ids.new_full((batch, length), pad_token_id), ids], dim=1),
+            torch.cat([mask.new_ones(batch, length), mask], dim=1),
+            torch.cat([prompt.to(embeds.dtype), embeds], dim=1))

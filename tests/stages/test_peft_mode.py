@@ -1,6 +1,7 @@
 """PEFT mode (paper §5.3) on a tiny LLaMA-architecture decoder (grouped-query attention): every
 peft baseline and MORPHEUS's frozen-decoder stages train a step, generate, and leave the frozen
-parameters exactly as they were; the trainable share is counted like peft counts it."""
+parameters exactly as they were; the trainable share is counted like peft counts it. Prefix,
+prompt and P-tuning generate with what they learned (checked on GPT-2 for the latter two)."""
 
 import lightning as L
 import peft
@@ -9,6 +10,7 @@ import torch
 
 from morpheus_pl.generation import GenerationConfig, generate_batch
 from morpheus_pl.handoff import load_stage_weights, save_stage
+from morpheus_pl.modules.decoder import decode_texts
 from morpheus_pl.pipeline import build_stage
 
 GREEDY = GenerationConfig(do_sample=False, max_new_tokens=4)
@@ -64,6 +66,37 @@ def test_prefix_tuning_generation_really_uses_its_prefix(tiny_compose, tiny_data
     generate_batch(stage, batch, "no_persona", GREEDY)
     assert recorded[0].shape[0] == ids.shape[0]
     assert not torch.equal(recorded[0][:, ids.shape[1]:], plain)
+
+
+@pytest.mark.parametrize("baseline", ["prompt_tuning", "p_tuning"])
+def test_virtual_token_generation_equals_a_greedy_loop_without_cache(baseline, tiny_compose,
+                                                                      tiny_data):
+    """Prompt and P-tuning generate with their virtual tokens once, before the history, at the
+    positions of training. Oracle: greedy decoding by full forward passes over prompt + history
+    + tokens so far, no cache. peft's own `generate` prepended the virtual tokens again at every
+    step (a 2-layer GPT-2 ran past its 512 positions within 25 tokens)."""
+    dm, tok_dir = tiny_data
+    stage = build_stage(tiny_compose(f"peft={baseline}", "peft.adapter.num_virtual_tokens=6"),
+                        "no_persona", tok_dir).eval()
+    batch = next(iter(dm.test_dataloader()))
+    ids, mask = batch["history_ids"][:3], batch["history_mask"][:3]
+    assert (mask == 0).any()  # left padding included
+    steps = 24
+    texts, _ = generate_batch(stage, {"history_ids": ids, "history_mask": mask}, "no_persona",
+                              GenerationConfig(do_sample=False, max_new_tokens=steps,
+                                               min_new_tokens=steps))
+    base = stage.decoder.get_base_model()
+    with torch.no_grad():
+        prompt = stage.decoder.get_prompt(ids.shape[0])
+        full_mask = torch.cat([torch.ones(ids.shape[0], prompt.shape[1], dtype=mask.dtype), mask], 1)
+        tokens = ids
+        for _ in range(steps):
+            embeds = torch.cat([prompt, base.get_input_embeddings()(tokens)], 1)
+            positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
+            logits = base(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions).logits
+            tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], 1)
+            full_mask = torch.cat([full_mask, torch.ones_like(full_mask[:, :1])], 1)
+    assert texts == decode_texts(stage.tokenizer, tokens[:, ids.shape[1]:])
 
 
 @pytest.mark.parametrize("stage_name", ["role_awareness", "joint"])

@@ -5,7 +5,11 @@
 trains nothing (the pretrained decoder as it is), the others wrap it with the `peft` method of
 that name, configured by `peft.adapter`. Prefix tuning is applied through the project's own
 prefix path (`prefix_kv`), not through `PeftModel.forward`/`generate`: with peft 0.21 and
-transformers 5 its `generate` ignores the prefix (DESIGN.md, traps).
+transformers 5 its `generate` ignores the prefix (DESIGN.md, traps). Prompt tuning and
+P-tuning train through `PeftModel.forward` but generate through the base model with their
+virtual-token embeddings in front (`virtual_tokens`): peft's `generate` looks for the cache
+under its transformers 4 name, finds none at any step, and prepends the virtual tokens again
+at every new token.
 """
 
 from __future__ import annotations
@@ -45,6 +49,18 @@ def wrap_baseline(decoder: PreTrainedModel, baseline: str, adapter: dict | None)
 
 def is_prefix_tuning(decoder: nn.Module) -> bool:
     return isinstance(decoder, peft.PeftModel) and decoder.active_peft_config.peft_type == peft.PeftType.PREFIX_TUNING
+
+
+def is_virtual_token_tuning(decoder: nn.Module) -> bool:
+    """Prompt tuning or P-tuning: learned embeddings of virtual tokens before the input."""
+    return isinstance(decoder, peft.PeftModel) and decoder.active_peft_config.peft_type in (
+        peft.PeftType.PROMPT_TUNING, peft.PeftType.P_TUNING)
+
+
+def virtual_tokens(decoder: peft.PeftModel, batch_size: int) -> Tensor:
+    """The virtual tokens' input embeddings (B, num_virtual_tokens, d), as peft's forward
+    prepends them in training."""
+    return decoder.get_prompt(batch_size)
 
 
 def prefix_kv(decoder: peft.PeftModel, batch_size: int) -> list[tuple[Tensor, Tensor]]:

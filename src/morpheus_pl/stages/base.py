@@ -93,6 +93,10 @@ class PersonaDialogStage(NormClippingModule):
         """A learned prefix of the no-persona baseline (prefix tuning), else None."""
         return None
 
+    def baseline_prompt(self, batch_size: int) -> Tensor | None:
+        """Learned virtual-token embeddings of the no-persona baseline (prompt / P-tuning), else None."""
+        return None
+
     def persona_vectors(self, batch: dict) -> Tensor:
         """Eq. 3-4: the M segments of each example encoded, p (B, M, d)."""
         flat = self.persona_encoder(batch["segment_ids"], batch["segment_mask"])

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from morpheus_pl.modules.peft_baselines import is_prefix_tuning, prefix_kv, wrap_baseline
+from morpheus_pl.modules.peft_baselines import (
+    is_prefix_tuning,
+    is_virtual_token_tuning,
+    prefix_kv,
+    virtual_tokens,
+    wrap_baseline,
+)
 from morpheus_pl.modules.prefix_lm import prefix_lm_loss
 from morpheus_pl.stages.base import PersonaDialogStage
 
@@ -21,13 +27,19 @@ class NoPersonaStage(PersonaDialogStage):
 
     @property
     def generating_model(self) -> nn.Module:
-        """The base decoder under prefix tuning (its prefix comes from `baseline_prefix`), else
-        the (possibly peft-wrapped) decoder."""
-        return self.decoder.get_base_model() if is_prefix_tuning(self.decoder) else self.decoder
+        """The base decoder under prefix, prompt and P-tuning (their learned parts come from
+        `baseline_prefix` and `baseline_prompt`), else the (possibly LoRA-wrapped) decoder."""
+        if is_prefix_tuning(self.decoder) or is_virtual_token_tuning(self.decoder):
+            return self.decoder.get_base_model()
+        return self.decoder
 
     def baseline_prefix(self, batch_size: int) -> list[tuple[Tensor, Tensor]] | None:
         """Prefix tuning's learned prefix, else None."""
         return prefix_kv(self.decoder, batch_size) if is_prefix_tuning(self.decoder) else None
+
+    def baseline_prompt(self, batch_size: int) -> Tensor | None:
+        """Prompt or P-tuning's virtual-token embeddings (B, P, d), else None."""
+        return virtual_tokens(self.decoder, batch_size) if is_virtual_token_tuning(self.decoder) else None
 
     def losses(self, batch: dict) -> dict[str, Tensor]:
         ids, mask, labels = batch["lm_ids"], batch["lm_mask"], batch["labels"]
