@@ -150,9 +150,9 @@ def _trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int, callba
 
 def _resumable_trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int
                        ) -> tuple[L.Trainer, str | None]:
-    """A trainer that checkpoints into `work_dir/resume` every train.checkpoint_every_n_steps,
-    and the checkpoint to resume from (None: start afresh)."""
-    # last.ckpt only (save_top_k=0): by default Lightning also kept a second, identical file
+    """A trainer that checkpoints into `work_dir/resume/last.ckpt` (only: Lightning's default
+    also kept a second, identical file) every train.checkpoint_every_n_steps, and the
+    checkpoint to resume from (None: start afresh)."""
     last = ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True, save_top_k=0,
                            every_n_train_steps=cfg.train.checkpoint_every_n_steps)
     trainer = _trainer(cfg, stage, work_dir, max_steps, [last, RandomStateCheckpoint()])
@@ -265,8 +265,7 @@ def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> P
     trainer, resume = _resumable_trainer(cfg, "scorer", path.parent, sc.max_steps)
     trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
     _save(trainer, module, path, "scorer", cfg)
-    # The held-out test runs on the saved weights: under FSDP the trained module keeps only
-    # its rank's shards once `fit` returns.
+    # held-out test of the saved weights: under FSDP, `fit` leaves `module` with its shards only
     tested = _scorer_module(cfg, tokenizer_dir)
     load_stage_weights(tested, path)
     trainer.test(tested, datamodule=data, verbose=False)
