@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from transformers import PreTrainedModel
 
 from morpheus_pl.modules.code_predictor import decode_codes
 from morpheus_pl.modules.decoder import decode_texts
@@ -87,7 +88,7 @@ def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: 
     return decode_texts(tok, out[:, ids.shape[1]:]), codes
 
 
-def with_virtual_tokens(model, prompt: Tensor, ids: Tensor, mask: Tensor, pad_token_id: int
+def with_virtual_tokens(model: PreTrainedModel, prompt: Tensor, ids: Tensor, mask: Tensor, pad_token_id: int
                         ) -> tuple[Tensor, Tensor, Tensor]:
     """`generate` inputs with learned virtual-token embeddings `prompt` (B, P, d) before the
     left-padded history, as prompt and P-tuning train: ids with P placeholder columns in front

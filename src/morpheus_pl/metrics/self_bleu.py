@@ -102,7 +102,8 @@ class SelfBLEU(Metric):
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, n: int, references: Literal["all", "random"] = "all", seed: int = 0, **kwargs: Any) -> None:
+    def __init__(self, n: int, references: Literal["all", "random"] = "all", seed: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
