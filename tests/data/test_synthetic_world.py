@@ -75,3 +75,21 @@ def test_world_json_records_knobs_and_ceilings(tmp_path) -> None:
     assert stats["config"]["train_roles"] == 80
     assert 0.0 <= stats["bayes_fact_accuracy_from_history"]["test"] <= 1.0
     assert set(stats["count_model_fact_accuracy"]) == {"history", "persona"}
+
+
+def test_chinese_world_runs_through_its_own_dataset_config(tiny_compose) -> None:
+    """`dataset.world.language=zh` alone would read English file names and split Chinese
+    personas on '.'; it fails naming `dataset=synthetic_zh`, which reads the Chinese world."""
+    from omegaconf import OmegaConf
+
+    from morpheus_pl.data.persona import split_sentences
+    from morpheus_pl.data.sources import load_split
+
+    wrong = OmegaConf.to_container(tiny_compose("dataset.world.language=zh").dataset, resolve=True)
+    with pytest.raises(ValueError, match=r"dataset.separator='\.': use dataset=synthetic_zh"):
+        load_split(wrong, "test")
+    zh = OmegaConf.to_container(tiny_compose("dataset=synthetic_zh").dataset, resolve=True)
+    assert zh["sacrebleu_tokenize"] == "zh"
+    examples = load_split(zh, "test")
+    assert examples and all(len(split_sentences(" ".join(ex.persona), zh["separator"])) == 5
+                            for ex in examples)

@@ -9,7 +9,7 @@ from pathlib import Path
 from morpheus_pl.data.chitchat import ChitchatConfig, chitchat_dir, write_chitchat_splits
 from morpheus_pl.data.example import DataFormatError, DialogExample
 from morpheus_pl.data.formats import read_examples, read_hf_dataset
-from morpheus_pl.data.synthetic_world import PersonaWorld, WorldConfig
+from morpheus_pl.data.synthetic_world import PersonaWorld, WorldConfig, check_world_dataset
 
 
 def world_dir(root: str | Path, world: dict) -> Path:
@@ -33,6 +33,7 @@ def load_split(dataset: dict, split: str) -> list[DialogExample]:
     if source == "world":
         if not root:
             raise ValueError(f"dataset {name!r}: source=world needs dataset.root")
+        check_world_dataset(dataset)
         folder = world_dir(root, dataset["world"])
         if not (folder / "world.json").exists():
             PersonaWorld(WorldConfig(**dataset["world"])).write(folder)

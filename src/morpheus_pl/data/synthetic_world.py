@@ -181,7 +181,7 @@ class PersonaWorld:
         for split, records in data.items():
             paper_format = [{k: r[k] for k in ("persona", "context", "response", "role", "fact",
                                                 "fact_options")} for r in records]
-            path = root / f"{split}_datas_{self.config.language}.json"
+            path = root / split_file(split, self.config.language)
             path.write_text(json.dumps(paper_format, ensure_ascii=False, indent=0), encoding="utf-8")
         stats = {
             "config": asdict(self.config),
@@ -196,3 +196,24 @@ class PersonaWorld:
         }
         (root / "world.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
         return stats
+
+
+def split_file(split: str, language: str) -> str:
+    """The file a world of `language` writes for `split` (the paper's naming)."""
+    return f"{split}_datas_{language}.json"
+
+
+def check_world_dataset(dataset: dict) -> None:
+    """Fail, naming the fix, when a synthetic-world dataset config does not match its world's
+    language: the files it reads and the separator that splits its persona sentences."""
+    language = dataset["world"]["language"]
+    if language not in LEXICONS:
+        raise ValueError(f"dataset.world.language must be one of {sorted(LEXICONS)}, got {language!r}")
+    files = {split: split_file(split, language) for split in ("train", "val", "test")}
+    separator = LEXICONS[language].separator
+    if dict(dataset["files"]) != files or dataset["separator"] != separator:
+        raise ValueError(
+            f"dataset.world.language={language} writes {sorted(files.values())} with persona "
+            f"sentences ending in {separator!r}, but dataset.files={dict(dataset['files'])} and "
+            f"dataset.separator={dataset['separator']!r}: use dataset=synthetic_zh for Chinese "
+            f"(dataset=synthetic for English), or set both to match")
