@@ -110,11 +110,13 @@ def test_role_awareness_into_codebook_init_needs_new_parts(tiny_cfg, tiny_data, 
     assert not bool(stage2.codebook.initialised)
 
 
-def test_missing_checkpoint_names_the_path(tiny_cfg, tiny_data, tmp_path):
+def test_missing_checkpoint_names_the_path_and_the_stage_setting(tiny_cfg, tiny_data, tmp_path):
     module = build_stage(tiny_cfg, "no_persona", tiny_data[1])
     missing = tmp_path / "nowhere" / "model.ckpt"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
         load_stage_weights(module, missing)
+    with pytest.raises(FileNotFoundError, match=re.escape("checkpoints.joint=/path/model.ckpt")):
+        load_stage_weights(module, missing, stage="joint")
 
 
 def test_concurrent_member_waits_for_the_stage_and_reuses_it(tiny_compose, tiny_data, tmp_path) -> None:

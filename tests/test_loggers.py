@@ -41,6 +41,23 @@ def test_csv_is_the_default(tiny_cfg) -> None:
     assert type(logger).__name__ == "CSVLogger"
 
 
+def test_tensorboard_events_hold_the_losses(tiny_compose, tiny_data, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from morpheus_pl.pipeline import train_stage
+
+    dm, tok_dir = tiny_data
+    out = tmp_path / "run"
+    # 4 steps: a stage no other test trains (a trained one would be reused, and log nothing)
+    cfg = tiny_compose("logger=tensorboard", "train.no_persona.max_steps=4",
+                       "trainer.log_every_n_steps=1", f"paths.output={out}")
+    train_stage(cfg, "no_persona", dm, tok_dir)
+    (events,) = list((out / "tensorboard" / "no_persona").rglob("events.out.tfevents.*"))
+    scalars = EventAccumulator(str(events.parent)).Reload()
+    losses = scalars.Scalars("train/loss")
+    assert [e.step for e in losses] == [0, 1, 2, 3] and all(e.value > 0 for e in losses)
+
+
 def wandb_records(path: Path):
     """Records of a .wandb file: a 7-byte header, then LevelDB-log framed protobuf records
     (32 KiB blocks; each chunk: crc32 4 bytes, length 2, type 1 = full, 2 first, 3 middle, 4 last)."""

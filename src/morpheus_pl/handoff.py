@@ -125,12 +125,13 @@ def read_stage_checkpoint(path: Path) -> dict:
     return dict(payload)
 
 
-def load_stage_weights(module: nn.Module, path: Path, new_parts: tuple[str, ...] = ()) -> dict:
-    """Load a previous stage's weights strictly: only `new_parts` (prefixes) may be missing."""
+def load_stage_weights(module: nn.Module, path: Path, new_parts: tuple[str, ...] = (),
+                       stage: str = "<stage>") -> dict:
+    """Load `stage`'s weights strictly: only `new_parts` (prefixes) may be missing."""
     if not Path(path).exists():
         raise FileNotFoundError(
-            f"checkpoint {path} does not exist: run the previous stage first (stage=pipeline runs "
-            f"all of them) or pass its path, e.g. checkpoints.role_awareness=/path/model.ckpt"
+            f"checkpoint {path} does not exist: train stage {stage} first (stage=pipeline runs "
+            f"every stage) or pass its path: checkpoints.{stage}=/path/model.ckpt"
         )
     payload = read_stage_checkpoint(path)
     state = payload["state_dict"]

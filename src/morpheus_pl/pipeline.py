@@ -194,7 +194,7 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
     previous_path = train_stage(cfg, previous, dm, tokenizer_dir) if previous else None
     module = build_stage(cfg, stage, tokenizer_dir)
     if previous_path is not None:
-        load_stage_weights(module, previous_path, NEW_PARTS[stage])
+        load_stage_weights(module, previous_path, NEW_PARTS[stage], stage=previous)
     work_dir = path.parent
     if stage == "codebook_init":
         trainer = _trainer(cfg, stage, work_dir, max_steps=-1)
@@ -217,7 +217,7 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
 def load_trained(cfg: DictConfig, stage: str, tokenizer_dir: str, path: Path) -> PersonaDialogStage:
     """A stage module with its trained weights, for evaluation."""
     module = build_stage(cfg, stage, tokenizer_dir)
-    load_stage_weights(module, path)
+    load_stage_weights(module, path, stage=stage)
     return module.eval()
 
 
@@ -267,7 +267,7 @@ def _train_scorer(cfg: DictConfig, dm: PersonaDialogDataModule, path: Path) -> P
     _save(trainer, module, path, "scorer", cfg)
     # held-out test of the saved weights: under FSDP, `fit` leaves `module` with its shards only
     tested = _scorer_module(cfg, tokenizer_dir)
-    load_stage_weights(tested, path)
+    load_stage_weights(tested, path, stage="scorer")
     trainer.test(tested, datamodule=data, verbose=False)
     confusion = tested.test_confusion.compute()
     report = {
@@ -294,7 +294,7 @@ def load_scorer(cfg: DictConfig, dm: PersonaDialogDataModule) -> tuple[Consisten
         log.warning(why)
         return None, {"checkpoint": None, "missing": why}
     module = _scorer_module(cfg, _scorer_tokenizer_dir(cfg, path, dm))
-    load_stage_weights(module, path)
+    load_stage_weights(module, path, stage="scorer")
     report_path = path.parent / "scorer_report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     return module.eval(), {"checkpoint": str(path), **report}
