@@ -62,6 +62,9 @@ class MorpheusParts(nn.Module):
     def baseline_prefix(self, batch_size: int) -> None:
         return None
 
+    def baseline_prompt(self, batch_size: int) -> None:
+        return None
+
     def code_logits(self, batch: dict) -> torch.Tensor:
         return self.predictor(history_state(self.decoder, batch["history_ids"],
                                             batch["history_mask"]))
