@@ -27,6 +27,7 @@ from morpheus_pl.handoff import checkpoint_path, load_stage_weights, save_stage
 from morpheus_pl.loggers import build_loggers
 from morpheus_pl.modules.decoder import load_tokenizer, train_tokenizer
 from morpheus_pl.modules.text_classifier import train_pair_tokenizer
+from morpheus_pl.progress import ProgressLog
 from morpheus_pl.resume import RandomStateCheckpoint
 from morpheus_pl.stages.base import PersonaDialogStage
 from morpheus_pl.stages.codebook_init import CodebookInitStage
@@ -139,23 +140,19 @@ def build_stage(cfg: DictConfig, stage: str, tokenizer_dir: str) -> PersonaDialo
 
 
 def _trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int, callbacks=()) -> L.Trainer:
-    return L.Trainer(
-        max_steps=max_steps,
-        default_root_dir=str(work_dir),
-        logger=build_loggers(cfg, stage),
-        callbacks=list(callbacks),
-        **_plain(cfg, "trainer"),
-    )
+    return L.Trainer(max_steps=max_steps, default_root_dir=str(work_dir), callbacks=list(callbacks),
+                     logger=build_loggers(cfg, stage), **_plain(cfg, "trainer"))
 
 
 def _resumable_trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int
                        ) -> tuple[L.Trainer, str | None]:
     """A trainer that checkpoints into `work_dir/resume/last.ckpt` (only: Lightning's default
-    also kept a second, identical file) every train.checkpoint_every_n_steps, and the
-    checkpoint to resume from (None: start afresh)."""
-    last = ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True, save_top_k=0,
-                           every_n_train_steps=cfg.train.checkpoint_every_n_steps)
-    trainer = _trainer(cfg, stage, work_dir, max_steps, [last, RandomStateCheckpoint()])
+    also kept a second, identical file) every train.checkpoint_every_n_steps, logs progress
+    every train.progress_every_n_steps, and the checkpoint to resume from (None: afresh)."""
+    callbacks = [ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True, save_top_k=0,
+                                 every_n_train_steps=cfg.train.checkpoint_every_n_steps),
+                 RandomStateCheckpoint(), ProgressLog(stage, cfg.train.progress_every_n_steps)]
+    trainer = _trainer(cfg, stage, work_dir, max_steps, callbacks)
     resume = work_dir / "resume" / "last.ckpt"
     return trainer, str(resume) if resume.exists() else None
 

@@ -1,0 +1,66 @@
+"""Progress lines in the run log (morpheus_pl.progress)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from morpheus_pl.progress import ProgressLog, duration
+
+
+class _Regression(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _fit(tmp_path, callback: ProgressLog, max_steps: int, accumulate: int = 1) -> None:
+    data = TensorDataset(torch.randn(64, 2), torch.randn(64, 1))
+    trainer = L.Trainer(max_steps=max_steps, accumulate_grad_batches=accumulate, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path),
+                        callbacks=[callback])
+    trainer.fit(_Regression(), DataLoader(data, batch_size=4))
+
+
+def _lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "morpheus_pl"]
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_one_line_every_n_optimiser_steps_and_one_at_the_end(tmp_path, caplog, accumulate):
+    with caplog.at_level(logging.INFO, logger="morpheus_pl"):
+        _fit(tmp_path, ProgressLog("role_awareness", every_n_steps=3), max_steps=7,
+             accumulate=accumulate)
+    lines = _lines(caplog)
+    steps = [int(m.group(1)) for line in lines if (m := re.search(r"step (\d+)/7,", line))]
+    assert steps == [3, 6]  # once per optimiser step, also when batches are accumulated
+    assert re.fullmatch(r"role_awareness: step 3/7, train/loss \d+\.\d{4}, \d+\.\d\d steps/s, "
+                        r"about \d+ s left", lines[0])
+    assert lines[-1].startswith("role_awareness: trained 7 steps in ")
+
+
+def test_zero_turns_it_off_and_negative_is_refused(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="morpheus_pl"):
+        _fit(tmp_path, ProgressLog("joint", every_n_steps=0), max_steps=4)
+    assert _lines(caplog) == []
+    with pytest.raises(ValueError, match="train.progress_every_n_steps must be >= 0, got -1"):
+        ProgressLog("joint", every_n_steps=-1)
+
+
+def test_duration_units():
+    assert [duration(s) for s in (42, 450, 8280)] == ["42 s", "7.5 min", "2.3 h"]
