@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from morpheus_pl.evaluation import _aggregate, code_scores, consistency_scores, results_table
@@ -58,3 +60,21 @@ def test_table_reports_the_trainable_share_per_system() -> None:
     table = results_table({"morpheus": {"bleu1": 1.0}}, report)
     assert ("Trainable parameters (peft=lora): morpheus 1,500 of 10,000 (15.00 %); "
             "no_persona 25 of 10,025 (0.25 %)") in table
+
+
+def test_majority_code_reference_and_distinct_gold_codes() -> None:
+    rows = [_row([1, 5], [1, 5], 1.0), _row([1, 5], [1, 6], 0.5), _row([2, 7], [2, 7], 1.0)]
+    scores = code_scores(rows)
+    # slot 0 gold 1, 1, 2: majority 2/3; slot 1 gold 5, 6, 7: 1/3; mean 1/2
+    assert scores["code_accuracy_majority"] == pytest.approx(0.5)
+    assert scores["gold_codes_distinct"] == 5.0
+    assert scores["code_accuracy"] == pytest.approx(5 / 6)
+
+
+def test_collapsed_codebook_is_flagged(caplog) -> None:
+    rows = [{**_row([4, 4], [4, 4], 1.0), "system": "morpheus"} for _ in range(3)]
+    with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
+        scores = code_scores(rows)
+    assert scores["code_accuracy"] == scores["code_accuracy_majority"] == 1.0
+    assert scores["gold_codes_distinct"] == 1.0
+    assert "morpheus: every test persona segment maps to code 4: the codebook collapsed" in caplog.text

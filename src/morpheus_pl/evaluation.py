@@ -37,7 +37,8 @@ TABLE_GROUPS = {  # the paper's Table 2 column groups, then what only this frame
                   "self_bleu2": "sBLEU-2"},
     "Consistency": {"p_co": "P-Co", "con_score": "Con.Score", "coh_con_score": "Coh-Con.Score"},
     "Persona inference": {"persona_fact_accuracy": "fact acc.", "code_recall": "code recall",
-                          "code_accuracy": "code acc."},
+                          "code_accuracy": "code acc.",
+                          "code_accuracy_majority": "code acc. of the majority code"},
 }
 
 
@@ -69,16 +70,27 @@ def code_scores(rows: list[dict]) -> dict[str, float]:
     """Code prediction against the codes nearest to the true persona's segments (Eq. 8).
 
     code_recall: the set view (slots carry no order; `set_recall`); code_accuracy: picked ==
-    gold per slot, over all slots, and code_accuracy_slot<m> for each slot m.
+    gold per slot, over all slots, and code_accuracy_slot<m> for each slot m. The chance
+    reference: code_accuracy_majority, the code accuracy of always picking each slot's most
+    frequent gold code, and gold_codes_distinct, how many codes the test personas use (1: the
+    codebook collapsed, and code recall/accuracy say nothing; a warning says so).
     """
     if not rows or rows[0]["predicted_codes"] is None:
         return {}
     picked = torch.tensor([r["predicted_codes"] for r in rows])
     gold = torch.tensor([r["gold_codes"] for r in rows])
     hits = (picked == gold).float()
+    majority = [torch.bincount(slot).max().item() / len(slot) for slot in gold.T]
     out = {"code_recall": statistics.fmean(r["code_recall"] for r in rows),
-           "code_accuracy": hits.mean().item()}
+           "code_accuracy": hits.mean().item(),
+           "code_accuracy_majority": statistics.fmean(majority),
+           "gold_codes_distinct": float(gold.unique().numel())}
     out.update({f"code_accuracy_slot{m}": v for m, v in enumerate(hits.mean(0).tolist())})
+    if out["gold_codes_distinct"] == 1:
+        log.warning("%s: every test persona segment maps to code %d: the codebook collapsed, "
+                    "so code recall and accuracy are trivially 1 (see the joint stage's "
+                    "train/codes_in_use; codebook.reseed_below)", rows[0]["system"],
+                    int(gold[0, 0]))
     return out
 
 

@@ -3,6 +3,8 @@ prediction from the history alone, contrastive loss; weighted sum with weights f
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import Tensor
 
@@ -12,6 +14,7 @@ from morpheus_pl.modules.persona_codebook import contrastive_loss, straight_thro
 from morpheus_pl.modules.prefix_lm import history_state, prefix_lm_loss
 from morpheus_pl.stages.codebook_init import CodebookInitStage
 
+log = logging.getLogger("morpheus_pl")
 DEAD_USAGE = 0.01  # a code whose usage EMA (uniform use = 1) is below this counts as dead
 
 
@@ -93,7 +96,17 @@ class JointTrainingStage(CodebookInitStage):
         return self.all_gather(t).reshape(-1, *t.shape[1:])
 
     def on_train_end(self) -> None:
-        """Where the logger keeps tables (W&B): the usage of every code at the end."""
+        """Log how many codes are in use at the end, with a warning when the codebook has
+        collapsed onto one code; where the logger keeps tables (W&B), the usage of every code."""
+        in_use = int((self.codebook.usage >= DEAD_USAGE).sum())
+        if self.global_rank == 0:
+            log.info("joint: %d of %d codes in use at the end of training (usage EMA >= %g)",
+                     in_use, self.codebook.num_codes, DEAD_USAGE)
+            if in_use <= 1:
+                log.warning("joint: the codebook collapsed: every persona segment now maps to "
+                            "one code, so MORPHEUS gives every history the same prefix and code "
+                            "recall/accuracy are trivially high (compare code_accuracy_majority "
+                            "in the results); codebook.reseed_below > 0 re-seeds unused codes")
         for logger in self.loggers:
             if hasattr(logger, "log_table"):
                 logger.log_table("codebook/usage", columns=["code", "usage_ema"],
