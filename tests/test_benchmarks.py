@@ -64,7 +64,7 @@ def test_em_benchmark_fits_without_empty_components(monkeypatch):
     x, truth = bench.mixture(seed=0)
     init = bench.kmeans_pp_seeds(x, 5, torch.Generator().manual_seed(0))
     _, labels, empty, fit = bench.ours(x, init)
-    _, sk_labels, sk_empty, _ = bench.sklearn_fit(x.double().numpy(), init.double().numpy())
+    _, sk_labels, _, _ = bench.sklearn_fit(x.double().numpy(), init.double().numpy())
     assert labels.shape == truth.shape == sk_labels.shape
     assert empty == 0 and len(set(labels.tolist())) == 5 and fit.n_iter >= 1
 

@@ -39,6 +39,12 @@ class JointTrainingStage(CodebookInitStage):
             c = history_state(self.decoder, batch["history_ids"], batch["history_mask"])
         return self.predictor(c)
 
+    def generation_prefix(self, batch: dict) -> list[tuple[Tensor, Tensor]]:
+        """The prefix of the nearest codes (Eq. 8), as generation uses them at inference. (L_G
+        itself conditions on z of Eq. 10, whose forward value is p under straight_through=paper.)"""
+        p = self.persona_vectors(batch)
+        return self.projector(self.codebook.lookup(self.codebook.nearest(p)))
+
     def losses(self, batch: dict) -> dict[str, Tensor]:
         p = self.persona_vectors(batch)
         k = self.codebook.nearest(p)

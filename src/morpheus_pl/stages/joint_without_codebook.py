@@ -18,5 +18,8 @@ from morpheus_pl.stages.role_awareness import RoleAwarenessStage
 class JointWithoutCodebookStage(RoleAwarenessStage):
     """Stage-1 model fine-tuned on history -> response with no prefix."""
 
+    def generation_prefix(self, batch: dict) -> None:
+        return None
+
     def losses(self, batch: dict) -> dict[str, Tensor]:
         return {"gen": prefix_lm_loss(self.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"])}

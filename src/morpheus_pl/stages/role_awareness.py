@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
+from morpheus_pl.data.example import role_key
 from morpheus_pl.modules.prefix_lm import prefix_lm_loss
 from morpheus_pl.stages.base import PersonaDialogStage
 
@@ -14,6 +16,47 @@ class RoleAwarenessStage(PersonaDialogStage):
     Also the `true_persona` upper-bound system at evaluation (history + true persona prefix).
     """
 
+    def generation_prefix(self, batch: dict) -> list[tuple[Tensor, Tensor]] | None:
+        """The prefix L_G conditions on (Eq. 2: the true persona's); None: no prefix."""
+        return self.projector(self.persona_vectors(batch))
+
     def losses(self, batch: dict) -> dict[str, Tensor]:
-        kv = self.projector(self.persona_vectors(batch))
+        kv = self.generation_prefix(batch)
         return {"gen": prefix_lm_loss(self.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"], kv)}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
+        total = super().validation_step(batch, batch_idx)
+        self.log_persona_gain(batch)
+        return total
+
+    def log_persona_gain(self, batch: dict) -> None:
+        """`val/persona_gain`: the response NLL under another role's prefix minus under the
+        example's own (each example gets the prefix of the next example in the batch whose
+        persona differs). Clearly > 0: the decoder reads the prefix; about 0: it ignores it,
+        and the codebook can carry nothing (stage 1 needs ~3,000 steps on the default world
+        before it reads it; README). Batches of a single role are left out; under DDP the
+        logged value is rank 0's (not synchronised: a rank whose batches all hold one role
+        would never join the reduction)."""
+        other = other_role_index(batch["examples"])
+        kv = self.generation_prefix(batch)
+        if other is None or kv is None:
+            return
+        other = other.to(batch["lm_ids"].device)
+        inputs = (self.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"])
+        own = prefix_lm_loss(*inputs, kv)
+        swapped = prefix_lm_loss(*inputs, [(k[other], v[other]) for k, v in kv])
+        self.log("val/persona_gain", (swapped - own).detach(), batch_size=len(other))
+
+
+def other_role_index(examples) -> Tensor | None:
+    """For each example, the index of the first example after it (cyclically) whose persona
+    differs (`role_key`); None when every example has the same persona."""
+    keys = [role_key(ex.persona) for ex in examples]
+    n = len(keys)
+    index = []
+    for i, key in enumerate(keys):
+        j = next((j % n for j in range(i + 1, i + n) if keys[j % n] != key), None)
+        if j is None:
+            return None
+        index.append(j)
+    return torch.tensor(index)

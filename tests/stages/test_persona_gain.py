@@ -1,0 +1,54 @@
+"""`val/persona_gain`: response NLL under another role's prefix minus under the example's own."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from morpheus_pl.data.example import DialogExample
+from morpheus_pl.modules.prefix_lm import prefix_lm_loss
+from morpheus_pl.pipeline import build_stage
+from morpheus_pl.stages.role_awareness import other_role_index
+
+
+def _example(*persona: str) -> DialogExample:
+    return DialogExample(persona=tuple(persona), context=(), response="hi", role="r", source="t:0")
+
+
+def test_other_role_index_skips_examples_of_the_same_role():
+    a, b = ("i like tea",), ("i have a dog", "i run")
+    same_a = ("I like tea.",)  # role_key ignores case and the final full stop
+    examples = [_example(*a), _example(*same_a), _example(*b), _example(*b)]
+    assert other_role_index(examples).tolist() == [2, 2, 0, 0]
+    assert other_role_index([_example(*a), _example(*same_a)]) is None
+
+
+@pytest.mark.parametrize("stage_name", ["role_awareness", "joint"])
+def test_persona_gain_is_the_swapped_minus_the_own_prefix_loss(tiny_compose, tiny_data, stage_name,
+                                                               monkeypatch):
+    dm, tok_dir = tiny_data
+    dm.setup("fit")
+    stage = build_stage(tiny_compose(), stage_name, tok_dir).eval()
+    batch = next(iter(dm.val_dataloader()))
+    logged = {}
+    monkeypatch.setattr(stage, "log", lambda name, value, **kw: logged.update({name: value}))
+    with torch.no_grad():
+        stage.log_persona_gain(batch)
+        other = other_role_index(batch["examples"])
+        kv = stage.generation_prefix(batch)
+        inputs = (stage.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"])
+        expected = (prefix_lm_loss(*inputs, [(k[other], v[other]) for k, v in kv])
+                    - prefix_lm_loss(*inputs, kv))
+    assert other is not None and not torch.equal(other, torch.arange(len(other)))
+    assert float(logged["val/persona_gain"]) == pytest.approx(float(expected), abs=1e-6)
+    assert float(expected) != 0.0  # the prefix changes the loss even untrained
+
+
+def test_no_prefix_no_gain(tiny_compose, tiny_data, monkeypatch):
+    dm, tok_dir = tiny_data
+    dm.setup("fit")
+    stage = build_stage(tiny_compose("ablation=no_pc"), "joint", tok_dir).eval()
+    logged = {}
+    monkeypatch.setattr(stage, "log", lambda name, value, **kw: logged.update({name: value}))
+    stage.log_persona_gain(next(iter(dm.val_dataloader())))
+    assert logged == {}
