@@ -44,14 +44,15 @@ def _lines(caplog) -> list[str]:
 @pytest.mark.parametrize("accumulate", [1, 2])
 def test_one_line_every_n_optimiser_steps_and_one_at_the_end(tmp_path, caplog, accumulate):
     with caplog.at_level(logging.INFO, logger="morpheus_pl"):
-        _fit(tmp_path, ProgressLog("role_awareness", every_n_steps=3), max_steps=7,
+        _fit(tmp_path, ProgressLog("role_awareness", every_n_steps=3), max_steps=9,
              accumulate=accumulate)
     lines = _lines(caplog)
-    steps = [int(m.group(1)) for line in lines if (m := re.search(r"step (\d+)/7,", line))]
-    assert steps == [3, 6]  # once per optimiser step, also when batches are accumulated
-    assert re.fullmatch(r"role_awareness: step 3/7, train/loss \d+\.\d{4}, \d+\.\d\d steps/s, "
+    steps = [int(m.group(1)) for line in lines if (m := re.search(r"step (\d+)/9,", line))]
+    assert steps == [3, 6]  # once per optimiser step, also when batches are accumulated; the
+    # last step (9) gets the closing line instead
+    assert re.fullmatch(r"role_awareness: step 3/9, train/loss \d+\.\d{4}, \d+\.\d\d steps/s, "
                         r"about \d+ s left", lines[0])
-    assert lines[-1].startswith("role_awareness: trained 7 steps in ")
+    assert lines[-1].startswith("role_awareness: trained 9 steps in ")
 
 
 def test_zero_turns_it_off_and_negative_is_refused(tmp_path, caplog):

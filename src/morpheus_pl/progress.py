@@ -47,8 +47,8 @@ class ProgressLog(L.Callback):
                            batch, batch_idx: int) -> None:
         step = trainer.global_step  # optimiser steps: the same for every accumulated batch
         if (not self.every_n_steps or not trainer.is_global_zero or step == self._last_logged
-                or step % self.every_n_steps):
-            return
+                or step % self.every_n_steps or step == trainer.max_steps):
+            return  # the last step gets the line of `on_train_end`
         self._last_logged = step
         rate = (step - self._start_step) / max(time.monotonic() - self._start_time, 1e-9)
         parts = [f"step {step}/{trainer.max_steps}" if trainer.max_steps > 0 else f"step {step}"]
