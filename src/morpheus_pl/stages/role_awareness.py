@@ -33,8 +33,8 @@ class RoleAwarenessStage(PersonaDialogStage):
         """`val/persona_gain`: the response NLL under another role's prefix minus under the
         example's own (each example gets the prefix of the next example in the batch whose
         persona differs). Clearly > 0: the decoder reads the prefix; about 0: it ignores it,
-        and the codebook can carry nothing (stage 1 needs ~3,000 steps on the default world
-        before it reads it; README). Batches of a single role are left out; under DDP the
+        and the codebook can carry nothing (on the default world stage 1 starts reading it
+        between steps 939 and 1,409; README). Batches of a single role are left out; under DDP the
         logged value is rank 0's (not synchronised: a rank whose batches all hold one role
         would never join the reduction)."""
         other = other_role_index(batch["examples"])
