@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -52,3 +55,16 @@ def test_no_prefix_no_gain(tiny_compose, tiny_data, monkeypatch):
     monkeypatch.setattr(stage, "log", lambda name, value, **kw: logged.update({name: value}))
     stage.log_persona_gain(next(iter(dm.val_dataloader())))
     assert logged == {}
+
+
+@pytest.mark.parametrize("stage_name", ["role_awareness", "joint"])
+@pytest.mark.parametrize("gain, warns", [(0.002, True), (0.35, False), (None, False)])
+def test_a_prefix_the_decoder_ignores_is_flagged_at_the_end(tiny_compose, tiny_data, caplog,
+                                                            stage_name, gain, warns):
+    _, tok_dir = tiny_data
+    stage = build_stage(tiny_compose(), stage_name, tok_dir)
+    metrics = {} if gain is None else {"val/persona_gain": torch.tensor(gain)}
+    stage._trainer = SimpleNamespace(callback_metrics=metrics, global_rank=0, loggers=[])
+    with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
+        stage.on_train_end()
+    assert ("the decoder ignores its persona prefix" in caplog.text) == warns

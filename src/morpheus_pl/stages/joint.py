@@ -103,7 +103,9 @@ class JointTrainingStage(CodebookInitStage):
 
     def on_train_end(self) -> None:
         """Log how many codes are in use at the end, with a warning when the codebook has
-        collapsed onto one code; where the logger keeps tables (W&B), the usage of every code."""
+        collapsed onto one code; where the logger keeps tables (W&B), the usage of every code;
+        and the warning of stage 1 when the decoder ignores the (codebook) prefix."""
+        super().on_train_end()
         in_use = int((self.codebook.usage >= DEAD_USAGE).sum())
         if self.global_rank == 0:
             log.info("joint: %d of %d codes in use at the end of training (usage EMA >= %g)",
