@@ -36,6 +36,21 @@ def test_codebook_settings_change_later_stages_only(tiny_compose, base_prints, o
     assert prints["joint"] != base_prints["joint"]
 
 
+@pytest.mark.parametrize("override", ["loss.weights.segment=0", "projector.positions=2"])
+def test_stage_one_settings_change_the_persona_stages_not_the_baseline(tiny_compose, base_prints,
+                                                                       override):
+    prints = _fingerprints(tiny_compose(override))
+    assert prints["no_persona"] == base_prints["no_persona"]
+    for stage in ("role_awareness", "codebook_init", "joint"):
+        assert prints[stage] != base_prints[stage], stage
+
+
+def test_joint_loss_weights_leave_stage_one_alone(tiny_compose, base_prints):
+    prints = _fingerprints(tiny_compose("loss.weights.vq=0.5"))
+    assert prints["role_awareness"] == base_prints["role_awareness"]
+    assert prints["joint"] != base_prints["joint"]
+
+
 @pytest.mark.parametrize("override", ["model.architecture.n_embd=64", "dataset.world.train_roles=41"])
 def test_model_or_dataset_change_every_stage(tiny_compose, base_prints, override):
     prints = _fingerprints(tiny_compose(override))

@@ -23,9 +23,10 @@ log = logging.getLogger("morpheus_pl")
 
 _SHARED = ("dataset", "model", "data", "optim", "seed", "peft.lr")
 _PERSONA = (*_SHARED, "encoder", "projector", "peft.freeze_decoder")
-_AFTER_RA = (*_PERSONA, "ablation.role_awareness", "train.role_awareness")
+_ROLE_AWARENESS = (*_PERSONA, "loss.weights.segment", "train.role_awareness")
+_AFTER_RA = (*_ROLE_AWARENESS, "ablation.role_awareness")
 STAGE_KEYS = {  # the ablation's label is not a key: only what changes the training is
-    "role_awareness": (*_PERSONA, "train.role_awareness"),
+    "role_awareness": _ROLE_AWARENESS,
     "codebook_init": (*_AFTER_RA, "codebook"),
     "joint": (*_AFTER_RA, "codebook", "ablation.persona_codebook", "predictor", "loss",
               "train.joint"),

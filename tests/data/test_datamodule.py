@@ -155,3 +155,33 @@ def test_disjoint_roles_set_up(tiny_data, tmp_path):
 def test_setup_needs_tokenizers(tmp_path):
     with pytest.raises(RuntimeError, match="set_tokenizers"):
         PersonaDialogDataModule(_files_dataset(tmp_path)).setup()
+
+
+def test_segments_in_the_decoder_vocabulary_beside_a_separate_encoders(tiny_data, tiny_tokenizer,
+                                                                       tmp_path):
+    """With a persona encoder of its own tokenizer, `segment_ids` are in its vocabulary and
+    `segment_lm_ids` (what the decoder reconstructs) in the decoder's; without one they are the
+    same tensors."""
+    _, tok_dir = tiny_data
+    _write_split(tmp_path / "train.json", [["i like tea. i have a dog."]])
+    _write_split(tmp_path / "val.json", [["i sing opera."]])
+    _write_split(tmp_path / "test.json", [["i fly planes. i grow roses."]])
+    decoder_tok = load_tokenizer(tok_dir)
+    dm = PersonaDialogDataModule(_files_dataset(tmp_path), num_segments=2)
+    dm.set_tokenizers(decoder_tok, segment_tokenizer=tiny_tokenizer)
+    dm.setup()
+    batch = next(iter(dm.test_dataloader()))
+    texts = ["i fly planes", "i grow roses"]
+    for row, text in enumerate(texts):
+        enc = batch["segment_ids"][row][batch["segment_mask"][row].bool()].tolist()
+        dec = batch["segment_lm_ids"][row][batch["segment_lm_mask"][row].bool()].tolist()
+        assert tiny_tokenizer.decode(enc, skip_special_tokens=True).strip() == text
+        assert dec[-1] == decoder_tok.eos_token_id
+        assert decoder_tok.decode(dec, skip_special_tokens=True).strip() == text
+    assert batch["segment_lm_ids"].shape != batch["segment_ids"].shape or not torch.equal(
+        batch["segment_lm_ids"], batch["segment_ids"])
+    same = PersonaDialogDataModule(_files_dataset(tmp_path), num_segments=2)
+    same.set_tokenizers(load_tokenizer(tok_dir))
+    same.setup()
+    batch = next(iter(same.test_dataloader()))
+    assert batch["segment_lm_ids"] is batch["segment_ids"]

@@ -150,3 +150,21 @@ def test_prefix_cache_holds_the_given_tensors(tiny_decoder):
     assert cache.get_seq_length() == 3
     assert torch.equal(cache.layers[0].keys, kv[0][0])
     assert torch.equal(cache.layers[1].values, kv[1][1])
+
+
+@pytest.mark.parametrize("kv_mode", ["separate", "tied"])
+def test_projector_positions_per_vector_are_adjacent_and_its_own(kv_mode):
+    """`positions=3`: M vectors give 3M prefix positions; positions 3j..3j+2 come from p_j alone,
+    and they differ from each other (not one position repeated)."""
+    lay = KVLayout(n_layers=2, kv_heads=2, head_dim=8)
+    proj = PrefixProjector(32, lay, kv=kv_mode, positions=3)
+    p = torch.randn(2, 4, 32)
+    q = p.clone()
+    q[:, 2] += 1.0
+    for (key, value), (key_q, value_q) in zip(proj(p), proj(q)):
+        assert key.shape == value.shape == (2, 2, 12, 8)
+        changed = (key != key_q).any(-1).any(1).any(0)  # per prefix position
+        assert changed.tolist() == [False] * 6 + [True] * 3 + [False] * 3
+        assert not torch.equal(key[:, :, 0], key[:, :, 1])
+    with pytest.raises(ValueError, match="positions"):
+        PrefixProjector(32, lay, positions=0)

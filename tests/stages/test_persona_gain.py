@@ -68,3 +68,29 @@ def test_a_prefix_the_decoder_ignores_is_flagged_at_the_end(tiny_compose, tiny_d
     with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
         stage.on_train_end()
     assert ("the decoder ignores its persona prefix" in caplog.text) == warns
+
+
+@pytest.mark.parametrize("weight, expected", [(0.0, {"gen"}), (0.5, {"gen", "segment"})])
+def test_stage_one_adds_segment_reconstruction_by_its_weight(tiny_compose, tiny_data, weight,
+                                                             expected, monkeypatch):
+    """`loss.weights.segment=0` is the paper's stage 1 (L_G alone); a positive weight adds the
+    segment reconstruction of the batch's own segments, and the step weights it."""
+    from morpheus_pl.modules.segment_reconstruction import segment_reconstruction_loss
+
+    dm, tok_dir = tiny_data
+    dm.setup("fit")
+    stage = build_stage(tiny_compose(f"loss.weights.segment={weight}"), "role_awareness",
+                        tok_dir).eval()
+    monkeypatch.setattr(stage, "log", lambda *a, **kw: None)
+    monkeypatch.setattr(stage, "log_dict", lambda *a, **kw: None)
+    batch = next(iter(dm.train_dataloader()))
+    with torch.no_grad():
+        losses = stage.losses(batch)
+        assert set(losses) == expected
+        if weight:
+            p = stage.persona_vectors(batch)
+            own = segment_reconstruction_loss(stage.decoder, stage.projector, p,
+                                              batch["segment_ids"], batch["segment_mask"])
+            assert float(losses["segment"]) == pytest.approx(float(own), abs=1e-6)
+            total = stage._step(batch, "val")
+            assert float(total) == pytest.approx(float(losses["gen"] + weight * own), abs=1e-5)

@@ -6,6 +6,8 @@ collates batches that carry every view a stage needs:
   lm_ids/lm_mask/labels    history + response, right-padded, labels -100 outside the response
   history_ids/history_mask the history alone, left-padded (code predictor and generation)
   segment_ids/segment_mask the M persona segments of each example, (B*M, S), right-padded
+  segment_lm_ids/_mask     the same segments in the decoder's vocabulary (the same tensors
+                           unless the persona encoder has its own tokenizer)
 """
 
 from __future__ import annotations
@@ -114,15 +116,18 @@ class PersonaDialogDataModule(L.LightningDataModule):
                 f"record {ex.source}: field 'persona': {err} (expected sentences separated by "
                 f"{self.dataset['separator']!r})"
             ) from err
-        return {"history": history, "response": response, "segments": self._segments(segments),
-                "example": ex}
-
-    def _segments(self, segments: list[str]) -> list[list[int]]:
+        decoder_segments = self._decoder_segments(segments)
         if self.segment_tokenizer is None:
-            eos = self.tokenizer.eos_token_id
-            return [self._ids(s)[: self.max_segment_tokens - 1] + [eos] for s in segments]
-        out = self.segment_tokenizer(segments, truncation=True, max_length=self.max_segment_tokens)
-        return out["input_ids"]
+            encoder_segments = decoder_segments
+        else:
+            encoder_segments = self.segment_tokenizer(
+                segments, truncation=True, max_length=self.max_segment_tokens)["input_ids"]
+        return {"history": history, "response": response, "segments": encoder_segments,
+                "decoder_segments": decoder_segments, "example": ex}
+
+    def _decoder_segments(self, segments: list[str]) -> list[list[int]]:
+        eos = self.tokenizer.eos_token_id
+        return [self._ids(s)[: self.max_segment_tokens - 1] + [eos] for s in segments]
 
     def collate(self, items: list[dict]) -> dict:
         pad = self.tokenizer.pad_token_id
@@ -133,6 +138,13 @@ class PersonaDialogDataModule(L.LightningDataModule):
         lm_ids = _pad(lm, pad)
         history_ids = _pad([it["history"] for it in items], pad, left=True)
         segment_ids = _pad(segments, seg_pad)
+        segment_mask = _pad([[1] * len(s) for s in segments], 0)
+        if self.segment_tokenizer is None:
+            segment_lm_ids, segment_lm_mask = segment_ids, segment_mask
+        else:
+            decoder_segments = [s for it in items for s in it["decoder_segments"]]
+            segment_lm_ids = _pad(decoder_segments, pad)
+            segment_lm_mask = _pad([[1] * len(s) for s in decoder_segments], 0)
         return {
             "lm_ids": lm_ids,
             "lm_mask": _pad([[1] * len(r) for r in lm], 0),
@@ -140,7 +152,9 @@ class PersonaDialogDataModule(L.LightningDataModule):
             "history_ids": history_ids,
             "history_mask": _pad([[1] * len(it["history"]) for it in items], 0, left=True),
             "segment_ids": segment_ids,
-            "segment_mask": _pad([[1] * len(s) for s in segments], 0),
+            "segment_mask": segment_mask,
+            "segment_lm_ids": segment_lm_ids,
+            "segment_lm_mask": segment_lm_mask,
             "examples": BatchExamples(it["example"] for it in items),
             **({"index": torch.tensor([it["index"] for it in items])} if "index" in items[0]
                else {}),

@@ -57,7 +57,7 @@ class PrefixProjector(nn.Module):
     """MLP d -> hidden... -> n_layers x (key, value), tanh between layers (official code's shape).
 
     kv="separate" produces distinct keys and values; kv="tied" uses one output as both, as the
-    official code does.
+    official code does. `positions` key/value positions per vector (the paper: 1).
     """
 
     def __init__(
@@ -66,13 +66,17 @@ class PrefixProjector(nn.Module):
         layout: KVLayout,
         hidden_multipliers: tuple[int, ...] | list[int] = (2, 4),
         kv: str = "separate",
+        positions: int = 1,
     ) -> None:
         super().__init__()
         if kv not in ("separate", "tied"):
             raise ValueError(f"projector kv must be 'separate' or 'tied', got {kv!r}")
+        if positions < 1:
+            raise ValueError(f"projector positions must be >= 1, got {positions}")
         self.layout = layout
         self.kv = kv
-        per_layer = layout.kv_width * (2 if kv == "separate" else 1)
+        self.positions = positions
+        per_layer = layout.kv_width * (2 if kv == "separate" else 1) * positions
         widths = [input_dim, *(input_dim * m for m in hidden_multipliers)]
         layers: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:]):
@@ -81,11 +85,13 @@ class PrefixProjector(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, p: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """p (B, M, d) -> per layer (key, value), each (B, kv_heads, M, head_dim)."""
+        """p (B, M, d) -> per layer (key, value), each (B, kv_heads, M * positions, head_dim);
+        the positions of one vector are adjacent."""
         batch, m, _ = p.shape
         lay = self.layout
-        out = self.mlp(p).view(batch, m, lay.n_layers, -1, lay.kv_heads, lay.head_dim)
-        out = out.permute(2, 3, 0, 4, 1, 5)  # (layers, 1|2, B, kv_heads, M, head_dim)
+        out = self.mlp(p).view(batch, m, lay.n_layers, -1, lay.kv_heads, self.positions, lay.head_dim)
+        # (layers, 1|2, B, kv_heads, M, positions, head_dim) -> (..., M * positions, head_dim)
+        out = out.permute(2, 3, 0, 4, 1, 5, 6).flatten(4, 5)
         if self.kv == "tied":
             return [(layer[0], layer[0]) for layer in out]
         return [(layer[0], layer[1]) for layer in out]

@@ -1,4 +1,5 @@
-"""Stage 1, role awareness (Eq. 2): the true persona as a prefix, response NLL."""
+"""Stage 1, role awareness (Eq. 2): the true persona as a prefix, response NLL; with
+`loss.weights.segment > 0` also the segment reconstruction loss (modules/segment_reconstruction.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import Tensor
 
 from morpheus_pl.data.example import role_key
 from morpheus_pl.modules.prefix_lm import prefix_lm_loss
+from morpheus_pl.modules.segment_reconstruction import segment_reconstruction_loss
 from morpheus_pl.stages.base import PersonaDialogStage
 
 log = logging.getLogger("morpheus_pl")
@@ -28,8 +30,14 @@ class RoleAwarenessStage(PersonaDialogStage):
         return self.projector(self.persona_vectors(batch))
 
     def losses(self, batch: dict) -> dict[str, Tensor]:
-        kv = self.generation_prefix(batch)
-        return {"gen": prefix_lm_loss(self.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"], kv)}
+        p = self.persona_vectors(batch)
+        kv = self.projector(p)
+        out = {"gen": prefix_lm_loss(self.decoder, batch["lm_ids"], batch["lm_mask"],
+                                     batch["labels"], kv)}
+        if self.loss_cfg.get("weights", {}).get("segment", 0.0) > 0:
+            out["segment"] = segment_reconstruction_loss(
+                self.decoder, self.projector, p, batch["segment_lm_ids"], batch["segment_lm_mask"])
+        return out
 
     def on_train_end(self) -> None:
         """Warn when the last validation found the decoder ignoring the prefix (`val/persona_gain`
@@ -39,7 +47,8 @@ class RoleAwarenessStage(PersonaDialogStage):
         gain = metrics.get("val/persona_gain")
         if gain is not None and self.global_rank == 0 and float(gain) < IGNORED_PREFIX_GAIN:
             log.warning("%s: the decoder ignores its persona prefix: val/persona_gain %.4f nats "
-                        "per response token at the last validation (below %g); more steps "
+                        "per response token at the last validation (below %g); stage 1's segment "
+                        "reconstruction (loss.weights.segment > 0), more steps "
                         "(train.<stage>.max_steps) or a larger decoder may help", type(self).__name__,
                         float(gain), IGNORED_PREFIX_GAIN)
 

@@ -1,0 +1,165 @@
+"""The role-awareness protocol: does the default pipeline learn to read personas on persona
+worlds it has never seen? (docs/persona_zoo.md)
+
+For every zoo world (`morpheus_pl.data.persona_zoo`) and seed it runs the whole pipeline as a
+new user would, `stage=pipeline dataset=convai2 dataset.root=<world>` with default settings,
+and collects stage 1's `val/persona_gain` curve, the persona fact accuracy of every system, the
+world's count-model reference from the history (what the dialogues allow without a persona) and
+the wall time. `chitchat` (real dialogues, no recorded facts) adds the persona gain alone.
+
+    python experiments/persona_zoo.py --worlds few_kinds issue16 --seeds 0 1 2 --out zoo_runs
+    python experiments/persona_zoo.py --collect zoo_runs      # table and plot of finished runs
+
+Extra arguments after `--` are Hydra overrides for every run (e.g. `-- loss.weights.segment=0`
+for the paper's stage 1). Writes `<out>/table.md`, `<out>/table.json` and
+`<out>/persona_gain.png`; the last line printed is the table's path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from morpheus_pl.data.persona_zoo import WORLDS, write_world
+
+SYSTEMS = ("true_persona", "morpheus", "morpheus/top_m_distinct", "no_persona")
+REAL = ("chitchat",)
+
+
+def run_one(world: str, seed: int, out: Path, overrides: list[str]) -> None:
+    """One pipeline run of `world` with training seed `seed` (the world's data is seed 0)."""
+    run_dir = out / "runs" / world / f"seed{seed}"
+    if (run_dir / "results.json").exists():
+        print(f"{world} seed {seed}: done already ({run_dir})", flush=True)
+        return
+    if world in REAL:
+        dataset = [f"dataset={world}"]
+    else:
+        data_dir = out / "data" / world
+        if not (data_dir / "world.json").exists():
+            write_world(WORLDS[world], data_dir, seed=0)
+        dataset = ["dataset=convai2", f"dataset.root={data_dir}"]
+    command = [sys.executable, "-m", "morpheus_pl.run", "stage=pipeline", *dataset, f"seed={seed}",
+               f"hydra.run.dir={run_dir}", *overrides]
+    env = {**os.environ, "MORPHEUS_HOME": str(out / "home")}
+    t0 = time.perf_counter()
+    with open(out / "runs" / f"{world}_seed{seed}.log", "w") as log_file:
+        code = subprocess.call(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t0
+    (run_dir / "wall_s.txt").write_text(f"{wall:.0f}\n")
+    print(f"{world} seed {seed}: exit {code}, {wall / 60:.1f} min ({run_dir})", flush=True)
+
+
+def gain_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, val/persona_gain) of the run's stage 1, from its CSV log (empty if not trained
+    in this run)."""
+    path = run_dir / "logs" / "role_awareness" / "metrics.csv"
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [(int(r["step"]), float(r["val/persona_gain"])) for r in csv.DictReader(f)
+                if r.get("val/persona_gain")]
+
+
+def collect(out: Path) -> list[dict]:
+    """One row per world and seed of the finished runs under `out/runs`."""
+    rows = []
+    for run_dir in sorted((out / "runs").glob("*/seed*")):
+        results = run_dir / "results.json"
+        if not results.exists():
+            continue
+        world, report = run_dir.parent.name, json.loads(results.read_text())
+        world_json = out / "data" / world / "world.json"
+        reference = (json.loads(world_json.read_text())["count_model_fact_accuracy"]["history"]
+                     if world_json.exists() else None)
+        curve = gain_curve(run_dir)
+        wall = run_dir / "wall_s.txt"
+        rows.append({
+            "world": world, "seed": int(run_dir.name.removeprefix("seed")),
+            "gain_curve": curve, "final_gain": curve[-1][1] if curve else None,
+            "count_model_history": reference,
+            "wall_min": float(wall.read_text()) / 60 if wall.exists() else None,
+            **{system: (report.get(system) or {}).get("persona_fact_accuracy")
+               for system in SYSTEMS},
+        })
+    return rows
+
+
+def _mean(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one line per world, mean ± std over its seeds."""
+    columns = ["final_gain", *SYSTEMS, "count_model_history", "wall_min"]
+    lines = ["| world | seeds | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for world in dict.fromkeys(r["world"] for r in rows):
+        mine = [r for r in rows if r["world"] == world]
+        seeds = ",".join(str(r["seed"]) for r in mine)
+        lines.append(f"| {world} | {seeds} | "
+                     + " | ".join(_mean([r[c] for r in mine]) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colours = {}
+    for row in rows:
+        if not row["gain_curve"]:
+            continue
+        colour = colours.setdefault(row["world"], f"C{len(colours)}")
+        steps, gains = zip(*row["gain_curve"])
+        ax.plot(steps, gains, color=colour, marker="o", ms=3,
+                label=row["world"] if row["world"] not in ax.get_legend_handles_labels()[1] else None)
+    ax.axhline(0.1, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("stage-1 step")
+    ax.set_ylabel("val/persona_gain (nats / response token)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worlds", nargs="+", default=[*WORLDS, *REAL],
+                        choices=[*WORLDS, *REAL])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("zoo_runs"))
+    parser.add_argument("--collect", type=Path, help="only tabulate the runs under this folder")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
+    args = parser.parse_args()
+    out = (args.collect or args.out).resolve()
+    if not args.collect:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        for world in args.worlds:
+            for seed in args.seeds:
+                run_one(world, seed, out, args.overrides)
+    rows = collect(out)
+    (out / "table.json").write_text(json.dumps(rows, indent=2))
+    (out / "table.md").write_text(table(rows))
+    plot(rows, out / "persona_gain.png")
+    print(table(rows))
+    print(out / "table.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

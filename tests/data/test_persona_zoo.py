@@ -1,0 +1,88 @@
+"""The persona zoo: worlds independent of the embedded one, facts recorded exactly."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import pytest
+
+from morpheus_pl.data.formats import read_paper_json
+from morpheus_pl.data.persona_zoo import WORLDS, ZooGenerator, ZooWorld, main, write_world
+from morpheus_pl.data.world_lexicon import LEXICONS
+
+SMALL = ZooWorld(kinds=6, values_per_kind=3, archetypes=2, persona_facts=4, revealed=2,
+                 train_roles=60, val_roles=8, test_roles=20, dialogues_per_role=2,
+                 small_talk_pairs=(0, 3))
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def test_same_seed_same_world_other_seed_other_world() -> None:
+    assert ZooGenerator(SMALL, 0).generate() == ZooGenerator(SMALL, 0).generate()
+    assert ZooGenerator(SMALL, 0).generate()["train"] != ZooGenerator(SMALL, 1).generate()["train"]
+
+
+def test_every_reply_states_one_persona_fact_the_history_does_not_reveal(tmp_path) -> None:
+    stats = write_world(SMALL, tmp_path, seed=3)
+    data = ZooGenerator(SMALL, 3).generate()
+    assert stats["examples"] == {"train": 120, "val": 16, "test": 40}
+    for split in ("train", "val", "test"):
+        read = read_paper_json(tmp_path / f"{split}_datas_en.json")
+        assert [ex.fact for ex in read] == [r["fact"] for r in data[split]]
+        for ex, raw in zip(read, data[split]):
+            assert len(ex.persona) == SMALL.persona_facts
+            assert ex.fact in _words(ex.response) and ex.fact in ex.fact_options
+            assert sum(ex.fact in _words(s) for s in ex.persona) == 1
+            assert not any(ex.fact in _words(turn) for turn in ex.context)
+            assert sum(v in _words(ex.response) for v in ex.fact_options) == 1
+            assert len(raw["revealed"]) == SMALL.revealed and raw["asked"] not in raw["revealed"]
+            assert all(v in _words(" ".join(ex.context)) for v in raw["revealed"].values())
+            # small talk pairs, two turns per revealed fact, then the partner's question
+            assert 2 * SMALL.revealed + 1 <= len(ex.context) <= 2 * (3 + SMALL.revealed) + 1
+    roles = {s: {r["role"] for r in data[s]} for s in data}
+    assert not roles["train"] & roles["test"] and not roles["train"] & roles["val"]
+    assert 0.0 <= stats["count_model_fact_accuracy"]["history"] <= 1.0
+    assert stats["chance_fact_accuracy"] == pytest.approx(1 / 3)
+
+
+def test_vocabulary_shares_no_fact_word_with_the_embedded_world() -> None:
+    zoo_values = {v for values in ZooGenerator(WORLDS["wide"], 0).values.values() for v in values}
+    embedded = set()
+    for lexicon in LEXICONS.values():
+        for category in lexicon.categories:
+            embedded |= {category.name, *category.values}
+    assert len(zoo_values) == 90 and not zoo_values & embedded
+
+
+def test_archetype_strength_one_gives_every_role_an_archetypes_values() -> None:
+    gen = ZooGenerator(replace(SMALL, archetype_strength=1.0), 0)
+    archetypes = [tuple(a[k] for k in gen.kinds) for a in gen.preferred]
+    for _ in range(20):
+        facts, _ = gen.role()
+        assert tuple(facts[k] for k in gen.kinds) in archetypes
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(kinds=31), "kinds must be 1..30"),
+    (dict(persona_facts=7), "persona_facts must be 1..kinds"),
+    (dict(revealed=6), "revealed must be 0..kinds-1"),
+])
+def test_impossible_worlds_are_refused_by_name(bad, message) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ZooGenerator(replace(SMALL, **bad))
+
+
+def test_command_line_writes_a_world_and_prints_its_folder(tmp_path, capsys) -> None:
+    assert main(["few_kinds", str(tmp_path / "w"), "--train-roles", "30", "--seed", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == str((tmp_path / "w").resolve())
+    world = json.loads((tmp_path / "w" / "world.json").read_text())
+    assert world["examples"]["train"] == 30 and world["seed"] == 2
+    assert main(["--list"]) == 0
+    assert set(WORLDS) <= {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    with pytest.raises(SystemExit):
+        main(["no_such_world", str(tmp_path)])
