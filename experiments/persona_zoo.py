@@ -5,7 +5,9 @@ For every zoo world (`morpheus_pl.data.persona_zoo`) and seed it runs the whole 
 new user would, `stage=pipeline dataset=convai2 dataset.root=<world>` with default settings,
 and collects stage 1's `val/persona_gain` curve, the persona fact accuracy of every system, the
 world's count-model reference from the history (what the dialogues allow without a persona) and
-the wall time. `chitchat` (real dialogues, no recorded facts) adds the persona gain alone.
+the wall time. The same checkpoints are evaluated again with greedy decoding (`greedy/`): the
+count model is an argmax predictor. `chitchat` (real dialogues, no recorded facts) adds the
+persona gain alone.
 
     python experiments/persona_zoo.py --worlds few_kinds issue16 --seeds 0 1 2 --out zoo_runs
     python experiments/persona_zoo.py --collect zoo_runs      # table and plot of finished runs
@@ -30,40 +32,50 @@ from pathlib import Path
 from morpheus_pl.data.persona_zoo import WORLDS, write_world
 
 SYSTEMS = ("true_persona", "morpheus", "morpheus/top_m_distinct", "no_persona")
-REAL = ("chitchat",)
+# real dialogues, cut to the zoo's size (a few thousand training examples)
+REAL = {"chitchat": ["dataset.chitchat.max_examples={train:3000,val:200,test:300}"]}
 
 
 def run_one(world: str, seed: int, out: Path, overrides: list[str]) -> None:
-    """One pipeline run of `world` with training seed `seed` (the world's data is seed 0)."""
+    """One pipeline run of `world` with training seed `seed` (the world's data is seed 0), then
+    the same checkpoints evaluated with greedy decoding into `greedy/`."""
     run_dir = out / "runs" / world / f"seed{seed}"
-    if (run_dir / "results.json").exists():
-        print(f"{world} seed {seed}: done already ({run_dir})", flush=True)
-        return
+    for stage, where, extra in (("pipeline", run_dir, []),
+                                ("evaluate", run_dir / "greedy", ["generation.do_sample=false"])):
+        if (where / "results.json").exists():
+            print(f"{world} seed {seed} {stage}: done already ({where})", flush=True)
+            continue
+        _run(world, seed, out, stage, where, [*overrides, *extra])
+
+
+def _run(world: str, seed: int, out: Path, stage: str, where: Path, overrides: list[str]) -> None:
     if world in REAL:
-        dataset = [f"dataset={world}"]
+        dataset = [f"dataset={world}", *REAL[world]]
     else:
         data_dir = out / "data" / world
         if not (data_dir / "world.json").exists():
             write_world(WORLDS[world], data_dir, seed=0)
         dataset = ["dataset=convai2", f"dataset.root={data_dir}"]
-    command = [sys.executable, "-m", "morpheus_pl.run", "stage=pipeline", *dataset, f"seed={seed}",
-               f"hydra.run.dir={run_dir}", *overrides]
+    command = [sys.executable, "-m", "morpheus_pl.run", f"stage={stage}", *dataset,
+               f"seed={seed}", f"hydra.run.dir={where}", *overrides]
     env = {**os.environ, "MORPHEUS_HOME": str(out / "home")}
+    (out / "runs").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(out / "runs" / f"{world}_seed{seed}.log", "w") as log_file:
+    with open(out / "runs" / f"{world}_seed{seed}_{stage}.log", "w") as log_file:
         code = subprocess.call(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
-    (run_dir / "wall_s.txt").write_text(f"{wall:.0f}\n")
-    print(f"{world} seed {seed}: exit {code}, {wall / 60:.1f} min ({run_dir})", flush=True)
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "wall_s.txt").write_text(f"{wall:.0f}\n")
+    print(f"{world} seed {seed} {stage}: exit {code}, {wall / 60:.1f} min ({where})", flush=True)
 
 
 def gain_curve(run_dir: Path) -> list[tuple[int, float]]:
     """(step, val/persona_gain) of the run's stage 1, from its CSV log (empty if not trained
     in this run)."""
-    path = run_dir / "logs" / "role_awareness" / "metrics.csv"
-    if not path.exists():
+    found = sorted((run_dir / "logs" / "role_awareness").glob("version_*/metrics.csv"))
+    if not found:
         return []
-    with open(path) as f:
+    with open(found[-1]) as f:
         return [(int(r["step"]), float(r["val/persona_gain"])) for r in csv.DictReader(f)
                 if r.get("val/persona_gain")]
 
@@ -76,6 +88,8 @@ def collect(out: Path) -> list[dict]:
         if not results.exists():
             continue
         world, report = run_dir.parent.name, json.loads(results.read_text())
+        greedy_file = run_dir / "greedy" / "results.json"
+        greedy = json.loads(greedy_file.read_text()) if greedy_file.exists() else {}
         world_json = out / "data" / world / "world.json"
         reference = (json.loads(world_json.read_text())["count_model_fact_accuracy"]["history"]
                      if world_json.exists() else None)
@@ -87,6 +101,8 @@ def collect(out: Path) -> list[dict]:
             "count_model_history": reference,
             "wall_min": float(wall.read_text()) / 60 if wall.exists() else None,
             **{system: (report.get(system) or {}).get("persona_fact_accuracy")
+               for system in SYSTEMS},
+            **{f"{system} greedy": (greedy.get(system) or {}).get("persona_fact_accuracy")
                for system in SYSTEMS},
         })
     return rows
@@ -103,7 +119,8 @@ def _mean(values: list) -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown: one line per world, mean ± std over its seeds."""
-    columns = ["final_gain", *SYSTEMS, "count_model_history", "wall_min"]
+    columns = ["final_gain", *SYSTEMS, *(f"{s} greedy" for s in SYSTEMS), "count_model_history",
+               "wall_min"]
     lines = ["| world | seeds | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for world in dict.fromkeys(r["world"] for r in rows):
@@ -148,7 +165,6 @@ def main() -> int:
     args = parser.parse_args()
     out = (args.collect or args.out).resolve()
     if not args.collect:
-        (out / "runs").mkdir(parents=True, exist_ok=True)
         for world in args.worlds:
             for seed in args.seeds:
                 run_one(world, seed, out, args.overrides)
