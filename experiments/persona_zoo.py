@@ -31,7 +31,9 @@ from pathlib import Path
 
 from morpheus_pl.data.persona_zoo import WORLDS, write_world
 
-SYSTEMS = ("true_persona", "morpheus", "morpheus/top_m_distinct", "no_persona")
+# `morpheus` is the configured code decoding; runs made before top_m_distinct became the
+# default have it as `morpheus/top_m_distinct`, later ones argmax as `morpheus/argmax`
+SYSTEMS = ("true_persona", "morpheus", "morpheus/argmax", "morpheus/top_m_distinct", "no_persona")
 # real dialogues, cut to the zoo's size (a few thousand training examples)
 REAL = {"chitchat": ["dataset.chitchat.max_examples={train:3000,val:200,test:300}"]}
 

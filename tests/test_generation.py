@@ -145,3 +145,13 @@ def test_eval_systems_are_checked_before_training(tiny_compose):
     with pytest.raises(ValueError, match="oracle_codes needs the persona codebook.*no_pc"):
         check_systems(tiny_compose("eval.systems=[oracle_codes]", "ablation=no_pc"))
     check_systems(tiny_compose("eval.systems=[morpheus,oracle_codes]"))
+
+
+def test_top_m_distinct_with_fewer_codes_than_slots_fails_before_training(tiny_compose):
+    from morpheus_pl.run import check_decode
+
+    with pytest.raises(ValueError, match=r"needs codebook.N >= data.num_segments \(N=4, M=5\)"):
+        check_decode(tiny_compose("codebook.N=4"))
+    check_decode(tiny_compose("codebook.N=4", "predictor.decode=argmax"))
+    check_decode(tiny_compose("codebook.N=4", "ablation=no_pc"))  # no codebook, nothing to pick
+    check_decode(tiny_compose("codebook.N=5"))

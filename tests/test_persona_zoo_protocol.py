@@ -16,7 +16,7 @@ TINY = ["model.architecture.n_layer=2", "model.architecture.n_embd=32", "model.a
         "model.tokenizer.train_vocab_size=300", "codebook.N=8", "data.batch_size=8",
         "train.role_awareness.max_steps=8", "train.joint.max_steps=4", "train.no_persona.max_steps=4",
         "trainer.check_val_every_n_epoch=1", "generation.max_new_tokens=6",
-        "eval.compare_decode=[top_m_distinct]"]
+        "eval.compare_decode=[argmax]"]
 
 
 @pytest.mark.slow
@@ -41,7 +41,7 @@ def test_protocol_runs_a_world_and_collects_its_gain_curve_accuracies_and_refere
     assert row["final_gain"] == row["gain_curve"][-1][1]
     world = json.loads((tmp_path / "data" / "tiny" / "world.json").read_text())
     assert row["count_model_history"] == world["count_model_fact_accuracy"]["history"]
-    for system in ("true_persona", "morpheus", "morpheus/top_m_distinct", "no_persona"):
+    for system in ("true_persona", "morpheus", "morpheus/argmax", "no_persona"):
         assert 0.0 <= row[system] <= 1.0 and 0.0 <= row[f"{system} greedy"] <= 1.0
     table = protocol.table(rows)
     assert table.splitlines()[2].startswith("| tiny | 0 | ")

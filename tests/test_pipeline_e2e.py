@@ -51,7 +51,7 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     assert 0.0 <= results["world"]["bayes_fact_accuracy_from_history"]["test"] <= 1.0
 
     rows = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
-    systems = {"morpheus", "morpheus/top_m_distinct", "morpheus/sample", "no_persona", "true_persona"}
+    systems = {"morpheus", "morpheus/argmax", "morpheus/sample", "no_persona", "true_persona"}
     assert {r["system"] for r in rows} == systems
     assert len(rows) == len(systems) * 12
     assert set(rows[0]) >= {"system", "persona", "history", "reference", "prediction",
@@ -61,7 +61,7 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     labelled = [r for r in rows if r["system"] == "no_persona"]
     share_2 = 100 * sum(r["scorer_label"] == 2 for r in labelled) / len(labelled)
     assert results["no_persona"]["coh_con_score"] == pytest.approx(share_2)
-    distinct = [r for r in rows if r["system"] == "morpheus/top_m_distinct"]
+    distinct = [r for r in rows if r["system"] == "morpheus"]  # top_m_distinct, the default
     assert all(len(set(r["predicted_codes"])) == 5 for r in distinct)
     table = (out_dir / "results.md").read_text()
     assert "| morpheus |" in table and "Consistency · Con.Score" in table
@@ -85,7 +85,7 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     stage1 = list((tmp_path / "artifacts" / "stages" / "role_awareness").glob("*/model.ckpt"))
     assert len(stage1) == 1
     mtime = stage1[0].stat().st_mtime_ns
-    proc = _run(tmp_path, "stage=joint", "codebook.N=4", f"hydra.run.dir={tmp_path / 'sweep'}")
+    proc = _run(tmp_path, "stage=joint", "codebook.N=6", f"hydra.run.dir={tmp_path / 'sweep'}")
     assert "role_awareness: reusing" in proc.stderr + proc.stdout
     assert stage1[0].stat().st_mtime_ns == mtime
     joint = list((tmp_path / "artifacts" / "stages" / "joint").glob("*/model.ckpt"))

@@ -41,6 +41,8 @@ def run(cfg: DictConfig) -> Path:
     check_strategy(cfg.trainer)
     if cfg.stage.name in ("pipeline", "evaluate"):
         check_systems(cfg)
+    if cfg.stage.name in ("joint", "pipeline", "evaluate"):
+        check_decode(cfg)
     if cfg.tune_malloc:
         tune_glibc_malloc()
     out_dir = Path(cfg.paths.output)
@@ -74,6 +76,15 @@ def check_systems(cfg: DictConfig) -> None:
     if "oracle_codes" in cfg.eval.systems and not cfg.ablation.persona_codebook:
         raise ValueError(f"eval.systems: oracle_codes needs the persona codebook, which "
                          f"ablation={cfg.ablation.name} removes")
+
+
+def check_decode(cfg: DictConfig) -> None:
+    """Fail before any training when `predictor.decode` cannot pick M codes from N."""
+    n, m = cfg.codebook.N, cfg.data.num_segments
+    if cfg.predictor.decode == "top_m_distinct" and cfg.ablation.persona_codebook and n < m:
+        raise ValueError(f"predictor.decode=top_m_distinct picks M distinct codes and needs "
+                         f"codebook.N >= data.num_segments (N={n}, M={m}): raise codebook.N or "
+                         f"set predictor.decode=argmax")
 
 
 def check_strategy(trainer: DictConfig) -> None:
