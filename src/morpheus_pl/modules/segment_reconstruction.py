@@ -5,10 +5,10 @@ Each persona segment P_i is generated back, token by token, by the decoder under
 of its own vector p_i alone (one position, or `projector.positions`). The paper's stage 1
 (Eq. 2) gives the prefix a learning signal only through the response, and a decoder trained
 from scratch learnt the dialogue's language without ever reading the prefix on every persona
-world the project had not been tuned on (val/persona_gain about 0 for 3,000 steps; docs/
-persona_zoo.md). This loss asks the encoder and projector for a prefix that carries its segment,
-and the decoder to decode it; with it the response path started reading the persona within a
-few hundred steps on those worlds. `loss.weights.segment: 0` is the paper's stage 1.
+world the project had not been tuned on (val/persona_gain about 0 for 3,000 steps). This loss
+asks the encoder and projector for a prefix that carries its segment, and the decoder to decode
+it; with it the response path started reading the persona on some of those worlds, not all
+(docs/persona_zoo.md). `loss.weights.segment: 0` is the paper's stage 1.
 """
 
 from __future__ import annotations
