@@ -86,3 +86,8 @@ def test_command_line_writes_a_world_and_prints_its_folder(tmp_path, capsys) -> 
     assert set(WORLDS) <= {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     with pytest.raises(SystemExit):
         main(["no_such_world", str(tmp_path)])
+
+
+def test_more_templates_than_the_zoo_has_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"templates must be 1\.\.6, got 7"):
+        ZooGenerator(replace(SMALL, templates=7))

@@ -88,11 +88,12 @@ class ZooWorld:
             raise ValueError(f"revealed must be 0..kinds-1 ({self.kinds - 1}), got {self.revealed}")
         if self.values_per_kind < 2 or self.archetypes < 1 or self.dialogues_per_role < 1:
             raise ValueError("values_per_kind >= 2, archetypes >= 1 and dialogues_per_role >= 1")
-        if not 1 <= self.templates <= min(len(PERSONA), len(QUESTION), len(ANSWER)):
-            raise ValueError(f"templates must be 1..{min(len(QUESTION), len(ANSWER))}")
+        most = min(len(PERSONA), len(QUESTION), len(ANSWER))
+        if not 1 <= self.templates <= most:
+            raise ValueError(f"templates must be 1..{most}, got {self.templates}")
 
 
-# The members of the role-awareness protocol (experiments/persona_zoo.sh); sizes are training
+# The members of the role-awareness protocol (experiments/persona_zoo.py); sizes are training
 # roles x dialogues per role. `issue16` is the world of the issue's report.
 WORLDS = {
     "issue16": ZooWorld(kinds=20, values_per_kind=4, archetypes=4, persona_facts=5, revealed=1,
