@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "persona_zoo.py"
 TINY = ["model.architecture.n_layer=2", "model.architecture.n_embd=32", "model.architecture.n_head=2",
         "model.tokenizer.train_vocab_size=300", "codebook.N=8", "data.batch_size=8",
         "train.role_awareness.max_steps=8", "train.joint.max_steps=4", "train.no_persona.max_steps=4",
-        "trainer.check_val_every_n_epoch=1", "generation.max_new_tokens=6",
+        "train.val_every_n_steps=4", "generation.max_new_tokens=6",
         "eval.compare_decode=[argmax]"]
 
 

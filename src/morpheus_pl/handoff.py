@@ -21,7 +21,8 @@ from torch import nn
 
 log = logging.getLogger("morpheus_pl")
 
-_SHARED = ("dataset", "model", "data", "optim", "seed", "peft.lr")
+_SHARED = ("dataset", "model", "data", "optim", "seed", "peft.lr", "train.val_every_n_steps",
+           "train.early_stopping")
 _PERSONA = (*_SHARED, "encoder", "projector", "peft.freeze_decoder")
 _ROLE_AWARENESS = (*_PERSONA, "loss.weights.segment", "train.role_awareness")
 _AFTER_RA = (*_ROLE_AWARENESS, "ablation.role_awareness")

@@ -20,6 +20,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from morpheus_pl.convergence import best_state_dict, convergence_callbacks
 from morpheus_pl.data.consistency import LABEL_NAMES, ConsistencyDataModule
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.distributed import global_rank, run_id, training_lock, wait_for
@@ -140,30 +141,35 @@ def build_stage(cfg: DictConfig, stage: str, tokenizer_dir: str) -> PersonaDialo
 
 
 def _trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int, callbacks=()) -> L.Trainer:
+    """Validation every train.val_every_n_steps optimiser steps, across epochs."""
     return L.Trainer(max_steps=max_steps, default_root_dir=str(work_dir), callbacks=list(callbacks),
-                     logger=build_loggers(cfg, stage), **_plain(cfg, "trainer"))
+                     logger=build_loggers(cfg, stage), val_check_interval=cfg.train.val_every_n_steps,
+                     check_val_every_n_epoch=None, **_plain(cfg, "trainer"))
 
 
-def _resumable_trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int
-                       ) -> tuple[L.Trainer, str | None]:
+def _resumable_trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int,
+                       callbacks=()) -> tuple[L.Trainer, str | None]:
     """A trainer that checkpoints into `work_dir/resume/last.ckpt` (only: Lightning's default
     also kept a second, identical file) every train.checkpoint_every_n_steps, logs progress
     every train.progress_every_n_steps, and the checkpoint to resume from (None: afresh)."""
     callbacks = [ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.train.checkpoint_every_n_steps),
-                 RandomStateCheckpoint(), ProgressLog(stage, cfg.train.progress_every_n_steps)]
+                 RandomStateCheckpoint(), ProgressLog(stage, cfg.train.progress_every_n_steps),
+                 *callbacks]
     trainer = _trainer(cfg, stage, work_dir, max_steps, callbacks)
     resume = work_dir / "resume" / "last.ckpt"
     return trainer, str(resume) if resume.exists() else None
 
 
 def _save(trainer: L.Trainer | None, module, path: Path, stage: str, cfg: DictConfig,
-          provenance: dict | None = None) -> None:
+          provenance: dict | None = None, best: list | None = None) -> None:
     """Rank 0 writes the stage checkpoint (the strategy assembles the full weights, also when
-    they are sharded); every rank waits until it is there. Without a trainer (nothing was
-    trained) rank 0 writes the module's weights and no rank waits."""
+    they are sharded; the best validation's weights when `best`, the convergence callbacks,
+    kept them); every rank waits until it is there. Without a trainer (nothing was trained)
+    rank 0 writes the module's weights and no rank waits."""
     state = trainer.strategy.lightning_module_state_dict() if trainer is not None else None
     if global_rank() == 0:
+        state = best_state_dict(best or [], stage) or state
         save_stage(module, path, stage, cfg, state)
         if provenance is not None:
             (path.parent / "provenance.json").write_text(json.dumps(provenance, indent=2))
@@ -193,6 +199,7 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
     if previous_path is not None:
         load_stage_weights(module, previous_path, NEW_PARTS[stage], stage=previous)
     work_dir = path.parent
+    convergence = []
     if stage == "codebook_init":
         trainer = _trainer(cfg, stage, work_dir, max_steps=-1)
         trainer.predict(module, dataloaders=dm.persona_dataloader(), return_predictions=False)
@@ -201,13 +208,16 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
         log.info("%s: nothing to train (peft.baseline=frozen): the pretrained decoder as it is", stage)
         trainer = None
     else:
-        trainer, resume = _resumable_trainer(cfg, stage, work_dir, cfg.train[stage].max_steps)
+        convergence = convergence_callbacks(cfg, work_dir)
+        trainer, resume = _resumable_trainer(cfg, stage, work_dir, cfg.train[stage].max_steps,
+                                             convergence)
         # Lightning's resume checkpoints hold only tensors and plain containers (weights,
         # optimiser, scheduler, loop, callback and random states, hyper-parameters as dicts),
         # so resuming needs no full pickle: weights_only=True.
         trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
     _save(trainer, module, path, stage, cfg,
-          {"stage": stage, "built_on": str(previous_path) if previous_path else None})
+          {"stage": stage, "built_on": str(previous_path) if previous_path else None},
+          best=convergence)
     return path
 
 

@@ -1,0 +1,58 @@
+"""Budget by convergence: a stage stops once its validation loss stops improving, and keeps the
+weights of its best validation.
+
+`train.<stage>.max_steps` stays the cap; `train.early_stopping` (Lightning's EarlyStopping on
+`monitor`, `patience` validations without an improvement of `min_delta`) may end the stage
+sooner, and with `restore_best` the stage's checkpoint holds the weights of the best validation
+(Lightning's ModelCheckpoint keeps them), not those of the last step. Validation runs every
+`train.val_every_n_steps` optimiser steps, counted across epochs, so the schedule does not
+depend on the dataset's size. Measured effects: docs/persona_zoo.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from omegaconf import DictConfig
+
+log = logging.getLogger("morpheus_pl")
+BEST_DIR = "best"
+
+
+def convergence_callbacks(cfg: DictConfig, work_dir: Path) -> list[Callback]:
+    """EarlyStopping and, with `restore_best`, a ModelCheckpoint of the best validation into
+    `work_dir/best/`; none when `train.early_stopping.patience` is null (the fixed budget)."""
+    es = cfg.train.early_stopping
+    if es.patience is None:
+        return []
+    if int(es.patience) < 1:
+        raise ValueError(f"train.early_stopping.patience must be a positive number of "
+                         f"validations or null (a fixed budget), got {es.patience}")
+    callbacks: list[Callback] = [EarlyStopping(monitor=es.monitor, mode="min",
+                                               patience=int(es.patience),
+                                               min_delta=float(es.min_delta),
+                                               check_on_train_epoch_end=False, verbose=True)]
+    if es.restore_best:
+        callbacks.append(ModelCheckpoint(dirpath=str(work_dir / BEST_DIR), filename="best-{step}",
+                                         monitor=es.monitor, mode="min", save_top_k=1,
+                                         save_weights_only=True))
+    return callbacks
+
+
+def best_state_dict(callbacks: list[Callback], stage: str) -> dict | None:
+    """The weights of the best validation, or None (no validation ran, or `restore_best` off:
+    the last step's weights are kept). Read with `weights_only=True`."""
+    best = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None)
+    if best is None or not best.best_model_path:
+        return None
+    path = Path(best.best_model_path)
+    if not path.is_file():
+        raise ValueError(f"{stage}: the best validation's checkpoint {path} is not one file "
+                         f"(a sharded checkpoint); set train.early_stopping.restore_best=false "
+                         f"to keep the last step's weights with this strategy")
+    log.info("%s: keeping the weights of the best validation (%s %.4f, %s)", stage, best.monitor,
+             float(best.best_model_score), path.name)
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]

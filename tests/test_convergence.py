@@ -1,0 +1,125 @@
+"""Budget by convergence: a stage stops on a validation plateau and keeps its best weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, TensorDataset
+
+from morpheus_pl.convergence import best_state_dict, convergence_callbacks
+from morpheus_pl.handoff import read_stage_checkpoint
+
+# the validation loss of the k-th validation: best at the 2nd, never better afterwards
+SCRIPTED_VAL_LOSS = [3.0, 1.0, 1.5, 1.0005, 2.0, 0.5, 0.1]
+
+
+class ScriptedValidation(L.LightningModule):
+    """A linear layer trained by SGD (its weights change every step) whose validation loss is
+    read from SCRIPTED_VAL_LOSS; it records its weights at every validation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.snapshots.append({k: v.clone() for k, v in self.state_dict().items()})
+        self.log("val/loss", SCRIPTED_VAL_LOSS[len(self.snapshots) - 1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _cfg(**early_stopping):
+    es = {"monitor": "val/loss", "patience": 3, "min_delta": 0.001, "restore_best": True}
+    return OmegaConf.create({"train": {"early_stopping": {**es, **early_stopping}}})
+
+
+def _fit(tmp_path, cfg, max_steps=100):
+    L.seed_everything(0)
+    data = DataLoader(TensorDataset(torch.randn(64, 4)), batch_size=8)
+    module = ScriptedValidation()
+    callbacks = convergence_callbacks(cfg, tmp_path)
+    trainer = L.Trainer(max_steps=max_steps, val_check_interval=2, check_val_every_n_epoch=None,
+                        num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=True, default_root_dir=str(tmp_path),
+                        callbacks=callbacks, enable_model_summary=False)
+    trainer.fit(module, data, data)
+    return trainer, module, callbacks
+
+
+def test_stops_after_patience_validations_without_a_min_delta_improvement(tmp_path):
+    trainer, module, _ = _fit(tmp_path, _cfg())
+    # best at validation 2 (step 4); 1.5, 1.0005 (not better by 0.001) and 2.0 -> stop at the 5th
+    assert len(module.snapshots) == 5
+    assert trainer.global_step == 10
+
+
+def test_the_best_validations_weights_are_kept_not_the_last(tmp_path):
+    _, module, callbacks = _fit(tmp_path, _cfg())
+    best = best_state_dict(callbacks, "toy")
+    for key, value in module.snapshots[1].items():
+        assert torch.equal(best[key], value), key
+    assert not torch.equal(best["layer.weight"], module.state_dict()["layer.weight"])
+
+
+def test_restore_best_off_keeps_the_last_weights(tmp_path):
+    _, module, callbacks = _fit(tmp_path, _cfg(restore_best=False))
+    assert len(module.snapshots) == 5
+    assert best_state_dict(callbacks, "toy") is None
+
+
+def test_patience_null_is_the_fixed_budget(tmp_path):
+    trainer, module, callbacks = _fit(tmp_path, _cfg(patience=None), max_steps=14)
+    assert callbacks == [] and trainer.global_step == 14 and len(module.snapshots) == 7
+
+
+def test_no_validation_before_the_cap_keeps_the_last_weights(tmp_path):
+    trainer, module, callbacks = _fit(tmp_path, _cfg(), max_steps=1)
+    assert module.snapshots == [] and best_state_dict(callbacks, "toy") is None
+
+
+def test_a_patience_below_one_is_refused_naming_the_setting(tmp_path):
+    with pytest.raises(ValueError, match=r"train\.early_stopping\.patience must be a positive"):
+        convergence_callbacks(_cfg(patience=0), tmp_path)
+
+
+def test_a_pipeline_stage_keeps_its_best_validation(tiny_compose, tiny_data, tmp_path):
+    """No persona, validation every 2 steps at a learning rate that overshoots: the stage
+    checkpoint holds the best validation's weights (the step of the least val/loss logged)."""
+    import csv
+
+    from morpheus_pl.handoff import checkpoint_path
+    from morpheus_pl.pipeline import train_stage
+
+    cfg = tiny_compose(f"paths.root={tmp_path}", f"paths.output={tmp_path / 'out'}",
+                       "train.no_persona.max_steps=12",
+                       "train.val_every_n_steps=2", "train.early_stopping.patience=100",
+                       "model.lr=0.05", "seed=31")
+    dm, tokenizer_dir = tiny_data
+    path = train_stage(cfg, "no_persona", dm, tokenizer_dir)
+    assert path == checkpoint_path(cfg, "no_persona")
+    log_dir = Path(cfg.paths.output) / "logs" / "no_persona"
+    rows = list(csv.DictReader(open(log_dir / "version_0" / "metrics.csv")))
+    val = {int(r["step"]): float(r["val/loss"]) for r in rows if r.get("val/loss")}
+    assert sorted(val) == [1, 3, 5, 7, 9, 11]  # Lightning logs validation at the step's index
+    best_step = min(val, key=val.get) + 1
+    assert best_step < 12  # the test needs a best validation before the last step
+    best_files = list((path.parent / "best").glob("*.ckpt"))
+    assert [f.name for f in best_files] == [f"best-step={best_step}.ckpt"]
+    saved = read_stage_checkpoint(path)["state_dict"]
+    best = torch.load(best_files[0], map_location="cpu", weights_only=True)["state_dict"]
+    assert saved.keys() == best.keys()
+    assert all(torch.equal(saved[k], best[k]) for k in saved)
