@@ -28,12 +28,13 @@ class _Regression(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _fit(tmp_path, callback: ProgressLog, max_steps: int, accumulate: int = 1) -> None:
+def _fit(tmp_path, callback: ProgressLog, max_steps: int, accumulate: int = 1,
+         extra=()) -> None:
     data = TensorDataset(torch.randn(64, 2), torch.randn(64, 1))
     trainer = L.Trainer(max_steps=max_steps, accumulate_grad_batches=accumulate, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=str(tmp_path),
-                        callbacks=[callback])
+                        callbacks=[callback, *extra])
     trainer.fit(_Regression(), DataLoader(data, batch_size=4))
 
 
@@ -65,3 +66,24 @@ def test_zero_turns_it_off_and_negative_is_refused(tmp_path, caplog):
 
 def test_duration_units():
     assert [duration(s) for s in (42, 450, 8280)] == ["42 s", "7.5 min", "2.3 h"]
+
+
+def test_time_left_comes_from_the_steps_since_the_previous_line(tmp_path, caplog, monkeypatch):
+    """A clock that gives 10 s per step up to step 3, then 1 s: the estimate at step 6 is 3 steps
+    at 1 s (a mean since the start would say 5.5 s per step: 16 s)."""
+    clock = iter([0.0, 30.0, 33.0] + [34.0] * 10)
+    monkeypatch.setattr("morpheus_pl.progress.time.monotonic", lambda: next(clock))
+    with caplog.at_level(logging.INFO, logger="morpheus_pl"):
+        _fit(tmp_path, ProgressLog("joint", every_n_steps=3), max_steps=9)
+    lines = _lines(caplog)
+    assert "0.10 steps/s, about 1.0 min left" in lines[0]
+    assert "1.00 steps/s, about 3 s left" in lines[1]
+
+
+def test_with_early_stopping_the_time_left_is_an_upper_bound(tmp_path, caplog):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    with caplog.at_level(logging.INFO, logger="morpheus_pl"):
+        _fit(tmp_path, ProgressLog("joint", every_n_steps=3), max_steps=9,
+             extra=[EarlyStopping(monitor="train/loss", patience=2)])
+    assert re.search(r"at most \d+ s left \(early stopping\)$", _lines(caplog)[0])

@@ -4,7 +4,8 @@ Lightning's progress bars draw on a terminal: Rich's draws nothing into a file a
 carriage-return frames, so a cluster job's log said nothing between a stage's start and its
 end. `ProgressLog` writes one line through the `morpheus_pl` logger (stderr and the run's
 run.log) every `every_n_steps` optimiser steps, from rank 0: step, training loss, speed and an
-estimate of the time left; and one line when the stage's training ends.
+estimate of the time left; and one line when the stage's training ends. Speed and time left come
+from the steps since the previous line, so a machine that was busy earlier does not skew them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import time
 
 import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping
 
 log = logging.getLogger("morpheus_pl")
 
@@ -29,18 +31,19 @@ def duration(seconds: float) -> str:
 
 class ProgressLog(L.Callback):
     """Log `stage: step k/K, train/loss x, r steps/s, about t left` every `every_n_steps`
-    optimiser steps (0: never). Speed counts the steps of this process only, so a resumed
-    stage's estimate is not inflated by the steps restored from its checkpoint."""
+    optimiser steps (0: never); `at most t left` when early stopping may end the stage sooner.
+    Speed counts the steps of this process since its previous line (a resumed stage's estimate
+    is not inflated by the steps restored from its checkpoint)."""
 
     def __init__(self, stage: str, every_n_steps: int) -> None:
         if every_n_steps < 0:
             raise ValueError(f"train.progress_every_n_steps must be >= 0, got {every_n_steps}")
         self.stage, self.every_n_steps = stage, every_n_steps
-        self._start_time = 0.0
+        self._start_time = self._last_time = 0.0
         self._start_step = self._last_logged = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start_time = time.monotonic()
+        self._start_time = self._last_time = time.monotonic()
         self._start_step = self._last_logged = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs,
@@ -49,15 +52,18 @@ class ProgressLog(L.Callback):
         if (not self.every_n_steps or not trainer.is_global_zero or step == self._last_logged
                 or step % self.every_n_steps or step == trainer.max_steps):
             return  # the last step gets the line of `on_train_end`
-        self._last_logged = step
-        rate = (step - self._start_step) / max(time.monotonic() - self._start_time, 1e-9)
+        now = time.monotonic()
+        rate = (step - self._last_logged) / max(now - self._last_time, 1e-9)
+        self._last_logged, self._last_time = step, now
         parts = [f"step {step}/{trainer.max_steps}" if trainer.max_steps > 0 else f"step {step}"]
         loss = trainer.callback_metrics.get("train/loss")
         if loss is not None and math.isfinite(float(loss)):
             parts.append(f"train/loss {float(loss):.4f}")
         parts.append(f"{rate:.2f} steps/s")
         if trainer.max_steps > 0:
-            parts.append(f"about {duration((trainer.max_steps - step) / rate)} left")
+            early = any(isinstance(cb, EarlyStopping) for cb in trainer.callbacks)
+            left = duration((trainer.max_steps - step) / rate)
+            parts.append(f"at most {left} left (early stopping)" if early else f"about {left} left")
         log.info("%s: %s", self.stage, ", ".join(parts))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
