@@ -114,3 +114,21 @@ def test_pipeline_on_convai2_json_files_from_a_local_root(tmp_path: Path) -> Non
     assert results["dataset"] == "convai2"
     assert "persona_fact_accuracy" not in results["no_persona"]
     assert results["morpheus"]["bleu1"] >= 0.0
+
+
+def test_a_data_error_is_one_line_and_exit_status_2(tmp_path: Path) -> None:
+    """A record without its response: the file, record and field on stderr, no traceback."""
+    root = tmp_path / "data"
+    root.mkdir()
+    bad = [{"persona": ["i like tea."], "context": ["hi"]}]
+    for split in ("train", "val", "test"):
+        (root / f"{split}_datas_en.json").write_text(json.dumps(bad))
+    env = {**os.environ, "MORPHEUS_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "morpheus_pl.run", "dataset=convai2", f"dataset.root={root}",
+           f"hydra.run.dir={tmp_path / 'out'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {root / 'train_datas_en.json'}: record 0: missing field 'response' (expected "
+        "persona, context, response and optionally role, fact, fact_options)")

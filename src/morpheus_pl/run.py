@@ -3,7 +3,9 @@
 stage=pipeline (default) trains whatever is missing of role awareness -> codebook init -> joint
 training, the no-persona baseline and the consistency scorer, then evaluates MORPHEUS, no_persona
 and true_persona on the test split. stage=scorer trains the consistency scorer alone. The last
-line printed is the run's output directory.
+line printed is the run's output directory. A problem with the user's data (DataFormatError: the
+file, record and field) ends the run with `error: <message>` on stderr and exit status 2, no
+traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import resource
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.allocator import tune_glibc_malloc
+from morpheus_pl.data.example import DataFormatError
 from morpheus_pl.data.sources import world_dir
 from morpheus_pl.distributed import global_rank
 from morpheus_pl.evaluation import evaluate, evaluation_device
@@ -173,6 +177,9 @@ def generation_kind(cfg: DictConfig, system: str) -> str:
 def main(cfg: DictConfig) -> None:
     try:
         out_dir = run(cfg)
+    except DataFormatError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     finally:
         finish_wandb()
     print(out_dir)

@@ -2,6 +2,7 @@
 
 import copy
 import itertools
+import logging
 import math
 import multiprocessing
 import socket
@@ -265,3 +266,14 @@ def test_real_gloo_ddp_matches_one_process(parts: list[slice | None]) -> None:
         assert worker.exitcode == 0
     for rank, name in itertools.product(range(2), expected):
         assert results[rank][name] == pytest.approx(expected[name], rel=1e-6), (rank, name)
+
+
+def test_corpus_bleu_on_tokenized_text_gives_sacrebleus_score_without_its_warning(caplog) -> None:
+    preds = [f"i have {i} cats ." for i in range(120)]
+    refs = [f"i have {i % 7} dogs ." for i in range(120)]
+    metric = CorpusBLEU()
+    metric.update(preds, refs)
+    with caplog.at_level(logging.WARNING, logger="sacrebleu"):
+        score = float(metric.compute())
+    assert not [r for r in caplog.records if r.name == "sacrebleu"]
+    assert score == pytest.approx(sacrebleu.corpus_bleu(preds, [refs]).score, abs=1e-4)
