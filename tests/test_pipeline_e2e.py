@@ -124,6 +124,7 @@ def test_a_data_error_is_one_line_and_exit_status_2(tmp_path: Path) -> None:
     for split in ("train", "val", "test"):
         (root / f"{split}_datas_en.json").write_text(json.dumps(bad))
     env = {**os.environ, "MORPHEUS_HOME": str(tmp_path)}
+    env.pop("HYDRA_FULL_ERROR", None)  # which would show the traceback instead
     cmd = [sys.executable, "-m", "morpheus_pl.run", "dataset=convai2", f"dataset.root={root}",
            f"hydra.run.dir={tmp_path / 'out'}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)

@@ -18,6 +18,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
+from morpheus_pl.errors import ConfigError
+
 log = logging.getLogger("morpheus_pl")
 BEST_DIR = "best"
 
@@ -29,8 +31,8 @@ def convergence_callbacks(cfg: DictConfig, work_dir: Path) -> list[Callback]:
     if es.patience is None:
         return []
     if int(es.patience) < 1:
-        raise ValueError(f"train.early_stopping.patience must be a positive number of "
-                         f"validations or null (a fixed budget), got {es.patience}")
+        raise ConfigError(f"train.early_stopping.patience must be a positive number of "
+                          f"validations or null (a fixed budget), got {es.patience}")
     callbacks: list[Callback] = [EarlyStopping(monitor=es.monitor, mode="min",
                                                patience=int(es.patience),
                                                min_delta=float(es.min_delta),
@@ -50,9 +52,9 @@ def best_state_dict(callbacks: list[Callback], stage: str) -> dict | None:
         return None
     path = Path(best.best_model_path)
     if not path.is_file():
-        raise ValueError(f"{stage}: the best validation's checkpoint {path} is not one file "
-                         f"(a sharded checkpoint); set train.early_stopping.restore_best=false "
-                         f"to keep the last step's weights with this strategy")
+        raise ConfigError(f"{stage}: the best validation's checkpoint {path} is not one file "
+                          f"(a sharded checkpoint); set train.early_stopping.restore_best=false "
+                          f"to keep the last step's weights with this strategy")
     log.info("%s: keeping the weights of the best validation (%s %.4f, %s)", stage, best.monitor,
              float(best.best_model_score), path.name)
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]

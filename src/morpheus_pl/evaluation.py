@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import Logger
 from tqdm import tqdm
 
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
+from morpheus_pl.errors import DeviceUnavailableError
 from morpheus_pl.generation import GenerationConfig, generate_batch
 from morpheus_pl.metrics.consistency import ConsistencyScore
 from morpheus_pl.metrics.report import ONE_PROCESS, metric_tokenizer_name, score_predictions
@@ -115,7 +116,8 @@ def evaluation_device(accelerator: str) -> torch.device:
     if accelerator in ("mps", "auto") and torch.backends.mps.is_available():
         return torch.device("mps")
     if accelerator in ("gpu", "cuda", "mps"):
-        raise RuntimeError(f"trainer.accelerator={accelerator} but no such device is available")
+        raise DeviceUnavailableError(
+            f"trainer.accelerator={accelerator} but no such device is available")
     return torch.device("cpu")
 
 

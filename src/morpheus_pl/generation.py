@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
+from morpheus_pl.errors import ConfigError
 from morpheus_pl.modules.code_predictor import decode_codes
 from morpheus_pl.modules.decoder import decode_texts
 from morpheus_pl.modules.prefix_projector import prefix_attention, prefix_cache
@@ -53,7 +54,7 @@ def prefix_for(stage: PersonaDialogStage, batch: dict, system: str, decode: str 
     if system == "oracle_codes":
         gold = stage.codebook.nearest(stage.persona_vectors(batch))
         return stage.projector(stage.codebook.lookup(gold)), None
-    raise ValueError(f"system must be one of {SYSTEMS}, got {system!r}")
+    raise ConfigError(f"system must be one of {SYSTEMS}, got {system!r}")
 
 
 @torch.no_grad()

@@ -19,6 +19,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from morpheus_pl.errors import CheckpointError, MissingCheckpointError
+
 log = logging.getLogger("morpheus_pl")
 
 _SHARED = ("dataset", "model", "data", "optim", "seed", "peft.lr", "train.val_every_n_steps",
@@ -110,17 +112,17 @@ def read_stage_checkpoint(path: Path) -> dict:
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if re.search("unsupported", line, re.I)), lines[0])
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} refused: loaded with weights_only=True (tensors and plain "
             f"containers only, as save_stage writes them), it holds something else: {reason}"
         ) from err
     except Exception as err:  # torch's unpickler fails on corrupt bytes in many ways
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} is not a readable torch checkpoint (expected a file written by "
             f"save_stage): {type(err).__name__}: {err}"
         ) from err
     if not isinstance(payload, Mapping) or not isinstance(payload.get("state_dict"), Mapping):
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path}: expected a stage checkpoint (a dict with a 'state_dict' "
             f"mapping, as written by save_stage), got {type(payload).__name__}"
         )
@@ -131,7 +133,7 @@ def load_stage_weights(module: nn.Module, path: Path, new_parts: tuple[str, ...]
                        stage: str = "<stage>") -> dict:
     """Load `stage`'s weights strictly: only `new_parts` (prefixes) may be missing."""
     if not Path(path).exists():
-        raise FileNotFoundError(
+        raise MissingCheckpointError(
             f"checkpoint {path} does not exist: train stage {stage} first (stage=pipeline runs "
             f"every stage) or pass its path: checkpoints.{stage}=/path/model.ckpt"
         )
@@ -140,14 +142,14 @@ def load_stage_weights(module: nn.Module, path: Path, new_parts: tuple[str, ...]
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)
     except RuntimeError as err:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} ({payload.get('stage')}) does not fit {type(module).__name__}: it was "
             f"made with an incompatible decoder or sizes.\n{err}"
         ) from err
     reloadable = _reloadable_keys(module)
     missing = [k for k in missing if not k.startswith(new_parts) and k not in reloadable]
     if missing or unexpected:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} ({payload.get('stage')}) does not fit {type(module).__name__}: "
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
             f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''} (incompatible decoder/encoder?)"

@@ -19,6 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from morpheus_pl.errors import ConfigError
+
 log = logging.getLogger("morpheus_pl")
 _OFFLINE_MODES = ("offline", "dryrun", "disabled")
 _said_offline = False
@@ -78,7 +80,7 @@ def build_loggers(cfg: DictConfig, stage: str) -> list[Logger]:
         return [TensorBoardLogger(str(out / "tensorboard"), name=stage)]
     if kind == "wandb":
         return [_wandb_logger(cfg, stage, out)]
-    raise ValueError(f"logger.kind must be csv, tensorboard or wandb, got {kind!r}")
+    raise ConfigError(f"logger.kind must be csv, tensorboard or wandb, got {kind!r}")
 
 
 def _wandb_logger(cfg: DictConfig, stage: str, out: Path) -> WandbLogger:

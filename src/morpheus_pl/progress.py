@@ -17,6 +17,8 @@ import time
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
 
+from morpheus_pl.errors import ConfigError
+
 log = logging.getLogger("morpheus_pl")
 
 
@@ -37,7 +39,7 @@ class ProgressLog(L.Callback):
 
     def __init__(self, stage: str, every_n_steps: int) -> None:
         if every_n_steps < 0:
-            raise ValueError(f"train.progress_every_n_steps must be >= 0, got {every_n_steps}")
+            raise ConfigError(f"train.progress_every_n_steps must be >= 0, got {every_n_steps}")
         self.stage, self.every_n_steps = stage, every_n_steps
         self._start_time = self._last_time = 0.0
         self._start_step = self._last_logged = 0

@@ -3,9 +3,13 @@
 stage=pipeline (default) trains whatever is missing of role awareness -> codebook init -> joint
 training, the no-persona baseline and the consistency scorer, then evaluates MORPHEUS, no_persona
 and true_persona on the test split. stage=scorer trains the consistency scorer alone. The last
-line printed is the run's output directory. A problem with the user's data (DataFormatError: the
-file, record and field) ends the run with `error: <message>` on stderr and exit status 2, no
-traceback.
+line printed is the run's output directory.
+
+A problem with the user's data, settings or files (`morpheus_pl.errors.UserError`: a bad data
+record, a setting that cannot work, a missing checkpoint or model) ends the run with
+`error: <message>` on stderr and exit status 2, no traceback; with the environment variable
+HYDRA_FULL_ERROR=1 it is re-raised and the full traceback shows. Other exceptions are bugs and
+keep their traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import resource
 import shutil
 import sys
@@ -23,9 +28,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.allocator import tune_glibc_malloc
-from morpheus_pl.data.example import DataFormatError
 from morpheus_pl.data.sources import world_dir
 from morpheus_pl.distributed import global_rank
+from morpheus_pl.errors import ConfigError, MissingPackageError, UserError
 from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
 from morpheus_pl.handoff import checkpoint_path, evaluation_dir, run_settings
@@ -62,7 +67,7 @@ def run(cfg: DictConfig) -> Path:
     elif stage in ("pipeline", "evaluate"):
         evaluate_stage(cfg, dm, tokenizer_dir, out_dir, timing)
     else:
-        raise ValueError(
+        raise ConfigError(
             f"unknown stage {stage!r}: one of {TRAINED + ('scorer', 'pipeline', 'evaluate')}")
     timing["total_s"] = round(time.perf_counter() - started, 1)
     timing["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
@@ -75,20 +80,20 @@ def check_systems(cfg: DictConfig) -> None:
     """Fail before any training on an `eval.systems` entry that cannot be evaluated."""
     unknown = [s for s in cfg.eval.systems if s not in SYSTEM_STAGES]
     if unknown:
-        raise ValueError(f"eval.systems: unknown system(s) {unknown}; expected some of "
-                         f"{list(SYSTEM_STAGES)}")
+        raise ConfigError(f"eval.systems: unknown system(s) {unknown}; expected some of "
+                          f"{list(SYSTEM_STAGES)}")
     if "oracle_codes" in cfg.eval.systems and not cfg.ablation.persona_codebook:
-        raise ValueError(f"eval.systems: oracle_codes needs the persona codebook, which "
-                         f"ablation={cfg.ablation.name} removes")
+        raise ConfigError(f"eval.systems: oracle_codes needs the persona codebook, which "
+                          f"ablation={cfg.ablation.name} removes")
 
 
 def check_decode(cfg: DictConfig) -> None:
     """Fail before any training when `predictor.decode` cannot pick M codes from N."""
     n, m = cfg.codebook.N, cfg.data.num_segments
     if cfg.predictor.decode == "top_m_distinct" and cfg.ablation.persona_codebook and n < m:
-        raise ValueError(f"predictor.decode=top_m_distinct picks M distinct codes and needs "
-                         f"codebook.N >= data.num_segments (N={n}, M={m}): raise codebook.N or "
-                         f"set predictor.decode=argmax")
+        raise ConfigError(f"predictor.decode=top_m_distinct picks M distinct codes and needs "
+                          f"codebook.N >= data.num_segments (N={n}, M={m}): raise codebook.N or "
+                          f"set predictor.decode=argmax")
 
 
 def check_strategy(trainer: DictConfig) -> None:
@@ -96,11 +101,12 @@ def check_strategy(trainer: DictConfig) -> None:
     its package, FSDP on CPUs (Lightning's FSDP needs GPUs)."""
     strategy = str(trainer.get("strategy", "auto"))
     if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
-        raise ImportError(f"trainer.strategy={strategy} needs DeepSpeed, which is not installed: "
-                          f"pip install deepspeed (or choose trainer=ddp or trainer=fsdp)")
+        raise MissingPackageError(f"trainer.strategy={strategy} needs DeepSpeed, which is not "
+                                  f"installed: pip install deepspeed (or choose trainer=ddp or "
+                                  f"trainer=fsdp)")
     if strategy.startswith("fsdp") and trainer.get("accelerator") == "cpu":
-        raise ValueError("trainer=fsdp needs GPUs (Lightning's FSDP does not run on CPUs); on "
-                         "CPUs use trainer=ddp trainer.accelerator=cpu")
+        raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDP does not run on CPUs); on "
+                          "CPUs use trainer=ddp trainer.accelerator=cpu")
 
 
 def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timing: dict) -> None:
@@ -177,7 +183,9 @@ def generation_kind(cfg: DictConfig, system: str) -> str:
 def main(cfg: DictConfig) -> None:
     try:
         out_dir = run(cfg)
-    except DataFormatError as err:
+    except UserError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     finally:

@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from morpheus_pl.data.example import DialogExample
+from morpheus_pl.data.example import DataFormatError, DialogExample
 from morpheus_pl.resume import training_loader
 
 CONSISTENT_COHERENT, CONSISTENT_ONLY, INCONSISTENT = 2, 1, 0
@@ -53,7 +53,7 @@ def consistency_triples(examples: Sequence[DialogExample], seed: int = 0) -> lis
     for i, ex in enumerate(examples):
         by_role[ex.role].append(i)
     if len(by_role) < 2:
-        raise ValueError(
+        raise DataFormatError(
             f"the consistency scorer needs examples of at least two roles to build negatives, got "
             f"{len(examples)} example(s) of {len(by_role)} role(s)"
         )
@@ -65,7 +65,7 @@ def consistency_triples(examples: Sequence[DialogExample], seed: int = 0) -> lis
             other = examples[rng.randrange(len(examples))]
             if other.role != ex.role and other.response != ex.response:
                 return other
-        raise ValueError(
+        raise DataFormatError(
             f"{ex.source}: found no example of another role with a different response in "
             f"{_MAX_DRAWS} draws; the data has too few distinct responses for scorer negatives"
         )

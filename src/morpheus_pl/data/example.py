@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from morpheus_pl.errors import UserError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(UserError, ValueError):
     """Bad input data; the message names the file, the record and what was expected."""
 
 

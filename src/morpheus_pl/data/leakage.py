@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from morpheus_pl.data.example import DataFormatError, DialogExample
+from morpheus_pl.errors import ConfigError
 
 logger = logging.getLogger("morpheus_pl")
 
@@ -39,7 +40,7 @@ def check_role_leakage(
     on_leak="warn" logs the same text as a warning on the `morpheus_pl` logger and returns.
     """
     if on_leak not in ("error", "warn"):
-        raise ValueError(f"on_leak must be 'error' or 'warn', got {on_leak!r}")
+        raise ConfigError(f"on_leak must be 'error' or 'warn', got {on_leak!r}")
     train_roles = {example.role for example in train}
     counts: dict[str, int] = {}
     problems: list[str] = []

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from morpheus_pl.data.world_ceilings import count_model_accuracy
+from morpheus_pl.errors import ConfigError
 
 KINDS = (
     "city", "car", "flower", "tree", "bird", "board game", "novel", "dessert", "season",
@@ -81,16 +82,18 @@ class ZooWorld:
 
     def validate(self) -> None:
         if not 1 <= self.kinds <= len(KINDS):
-            raise ValueError(f"kinds must be 1..{len(KINDS)}, got {self.kinds}")
+            raise ConfigError(f"kinds must be 1..{len(KINDS)}, got {self.kinds}")
         if not 1 <= self.persona_facts <= self.kinds:
-            raise ValueError(f"persona_facts must be 1..kinds ({self.kinds}), got {self.persona_facts}")
+            raise ConfigError(
+                f"persona_facts must be 1..kinds ({self.kinds}), got {self.persona_facts}")
         if not 0 <= self.revealed <= self.kinds - 1:
-            raise ValueError(f"revealed must be 0..kinds-1 ({self.kinds - 1}), got {self.revealed}")
+            raise ConfigError(
+                f"revealed must be 0..kinds-1 ({self.kinds - 1}), got {self.revealed}")
         if self.values_per_kind < 2 or self.archetypes < 1 or self.dialogues_per_role < 1:
-            raise ValueError("values_per_kind >= 2, archetypes >= 1 and dialogues_per_role >= 1")
+            raise ConfigError("values_per_kind >= 2, archetypes >= 1 and dialogues_per_role >= 1")
         most = min(len(PERSONA), len(QUESTION), len(ANSWER))
         if not 1 <= self.templates <= most:
-            raise ValueError(f"templates must be 1..{most}, got {self.templates}")
+            raise ConfigError(f"templates must be 1..{most}, got {self.templates}")
 
 
 # The members of the role-awareness protocol (experiments/persona_zoo.py); sizes are training

@@ -10,6 +10,7 @@ from morpheus_pl.data.chitchat import ChitchatConfig, chitchat_dir, write_chitch
 from morpheus_pl.data.example import DataFormatError, DialogExample
 from morpheus_pl.data.formats import read_examples, read_hf_dataset
 from morpheus_pl.data.synthetic_world import PersonaWorld, WorldConfig, check_world_dataset
+from morpheus_pl.errors import ConfigError
 
 
 def world_dir(root: str | Path, world: dict) -> Path:
@@ -29,10 +30,11 @@ def load_split(dataset: dict, split: str) -> list[DialogExample]:
     name, source, root = dataset["name"], dataset["source"], dataset.get("root")
     files = dataset["files"]
     if split not in files:
-        raise KeyError(f"dataset {name!r} has no file for split {split!r} (dataset.files: {files})")
+        raise ConfigError(
+            f"dataset {name!r} has no file for split {split!r} (dataset.files: {files})")
     if source == "world":
         if not root:
-            raise ValueError(f"dataset {name!r}: source=world needs dataset.root")
+            raise ConfigError(f"dataset {name!r}: source=world needs dataset.root")
         check_world_dataset(dataset)
         folder = world_dir(root, dataset["world"])
         if not (folder / "world.json").exists():
@@ -40,7 +42,7 @@ def load_split(dataset: dict, split: str) -> list[DialogExample]:
         where, examples = folder / files[split], read_examples(folder / files[split])
     elif source == "chitchat":
         if not root:
-            raise ValueError(f"dataset {name!r}: source=chitchat needs dataset.root")
+            raise ConfigError(f"dataset {name!r}: source=chitchat needs dataset.root")
         folder = chitchat_dir(root, dataset["chitchat"])
         if not (folder / "stats.json").exists():
             write_chitchat_splits(folder, ChitchatConfig(**dataset["chitchat"]))
@@ -51,8 +53,8 @@ def load_split(dataset: dict, split: str) -> list[DialogExample]:
         where = f"{dataset['hub_name']} ({files[split]})"
         examples = read_hf_dataset(dataset["hub_name"], split, data_files={split: files[split]})
     else:
-        raise ValueError(f"dataset {name!r}: source must be 'world', 'chitchat', 'files' (with "
-                         f"dataset.root) or 'hub', got {source!r}")
+        raise ConfigError(f"dataset {name!r}: source must be 'world', 'chitchat', 'files' (with "
+                          f"dataset.root) or 'hub', got {source!r}")
     if not examples:
         raise DataFormatError(f"{where}: no records in split {split!r} of dataset {name!r} "
                               f"(expected at least one dialogue record)")

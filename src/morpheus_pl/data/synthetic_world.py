@@ -29,6 +29,7 @@ from pathlib import Path
 
 from morpheus_pl.data.world_ceilings import count_model_accuracy
 from morpheus_pl.data.world_lexicon import LEXICONS, Lexicon
+from morpheus_pl.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
@@ -65,7 +66,7 @@ class WorldConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"synthetic world: {message} (got {self})")
+                raise ConfigError(f"synthetic world: {message} (got {self})")
 
 
 @dataclass(frozen=True)
@@ -208,11 +209,12 @@ def check_world_dataset(dataset: dict) -> None:
     language: the files it reads and the separator that splits its persona sentences."""
     language = dataset["world"]["language"]
     if language not in LEXICONS:
-        raise ValueError(f"dataset.world.language must be one of {sorted(LEXICONS)}, got {language!r}")
+        raise ConfigError(
+            f"dataset.world.language must be one of {sorted(LEXICONS)}, got {language!r}")
     files = {split: split_file(split, language) for split in ("train", "val", "test")}
     separator = LEXICONS[language].separator
     if dict(dataset["files"]) != files or dataset["separator"] != separator:
-        raise ValueError(
+        raise ConfigError(
             f"dataset.world.language={language} writes {sorted(files.values())} with persona "
             f"sentences ending in {separator!r}, but dataset.files={dict(dataset['files'])} and "
             f"dataset.separator={dataset['separator']!r}: use dataset=synthetic_zh for Chinese "

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from torch import Tensor
 from torchmetrics import Metric
 
+from morpheus_pl.errors import ConfigError
 from morpheus_pl.metrics.bleu import bleu_from_counts, ngrams, sentence_bleu
 from morpheus_pl.metrics.state import mean_or_nan, pack_rows, unpack_rows
 from morpheus_pl.metrics.tokenize import metric_token_ids
@@ -108,7 +109,7 @@ class SelfBLEU(Metric):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if references not in ("all", "random"):
-            raise ValueError(f"references must be 'all' or 'random', got {references!r}")
+            raise ConfigError(f"references must be 'all' or 'random', got {references!r}")
         self.n, self.references, self.seed = n, references, seed
         self.add_state("preds", default=[], dist_reduce_fx="cat")
 

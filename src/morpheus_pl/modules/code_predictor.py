@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from morpheus_pl.errors import ConfigError
+
 DECODE_MODES = ("argmax", "top_m_distinct", "sample")
 
 
@@ -32,7 +34,7 @@ def code_loss(logits: Tensor, k: Tensor, kind: str = "ce", gamma: float = 2.0) -
     if kind == "focal":
         log_pt = F.log_softmax(flat_logits, -1).gather(1, flat_k[:, None]).squeeze(1)
         return -((1 - log_pt.exp()) ** gamma * log_pt).mean()
-    raise ValueError(f"predictor.loss must be 'ce' or 'focal', got {kind!r}")
+    raise ConfigError(f"predictor.loss must be 'ce' or 'focal', got {kind!r}")
 
 
 def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
@@ -48,12 +50,12 @@ def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = 
     probs = logits.float().softmax(-1)
     if mode == "top_m_distinct":
         if m > n:
-            raise ValueError(f"top_m_distinct needs N >= M, got N={n}, M={m}")
+            raise ConfigError(f"top_m_distinct needs N >= M, got N={n}, M={m}")
         return probs.mean(1).topk(m, dim=-1).indices
     if mode == "sample":
         flat = torch.multinomial(probs.reshape(-1, n), 1, generator=generator)
         return flat.view(batch, m)
-    raise ValueError(f"predictor.decode must be one of {DECODE_MODES}, got {mode!r}")
+    raise ConfigError(f"predictor.decode must be one of {DECODE_MODES}, got {mode!r}")
 
 
 def set_recall(picked: Tensor, true: Tensor) -> Tensor:

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from morpheus_pl.errors import ConfigError
+
 logger = logging.getLogger("morpheus_pl")
 
 INIT_METHODS = ("em", "mean", "sequential", "random")
@@ -246,7 +248,7 @@ def init_codebook(
     """
     if method not in INIT_METHODS:
         allowed = ", ".join(INIT_METHODS)
-        raise ValueError(f"unknown codebook init method {method!r}; allowed: {allowed}")
+        raise ConfigError(f"unknown codebook init method {method!r}; allowed: {allowed}")
     if x.ndim != 2 or x.shape[0] == 0 or num_codes < 1:
         raise ValueError("x must be a non-empty (n, d) tensor and num_codes >= 1")
     bad_rows = (~torch.isfinite(x).all(1)).nonzero().flatten()

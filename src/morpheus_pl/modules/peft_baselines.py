@@ -18,6 +18,8 @@ import peft
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from morpheus_pl.errors import ConfigError
+
 PEFT_CONFIGS = {
     "lora": peft.LoraConfig,
     "prefix_tuning": peft.PrefixTuningConfig,
@@ -30,9 +32,10 @@ BASELINES = ("full", "frozen", *PEFT_CONFIGS)
 def check_peft_config(cfg: dict) -> None:
     """Fail early, naming the setting, on an unknown baseline or a non-boolean freeze flag."""
     if cfg.get("baseline") not in BASELINES:
-        raise ValueError(f"peft.baseline must be one of {BASELINES}, got {cfg.get('baseline')!r}")
+        raise ConfigError(f"peft.baseline must be one of {BASELINES}, got {cfg.get('baseline')!r}")
     if not isinstance(cfg.get("freeze_decoder"), bool):
-        raise ValueError(f"peft.freeze_decoder must be true or false, got {cfg.get('freeze_decoder')!r}")
+        raise ConfigError(
+            f"peft.freeze_decoder must be true or false, got {cfg.get('freeze_decoder')!r}")
 
 
 def wrap_baseline(decoder: PreTrainedModel, baseline: str, adapter: dict | None) -> nn.Module:
@@ -42,7 +45,7 @@ def wrap_baseline(decoder: PreTrainedModel, baseline: str, adapter: dict | None)
     if baseline == "frozen":
         return decoder.requires_grad_(False)
     if baseline not in PEFT_CONFIGS:
-        raise ValueError(f"peft.baseline must be one of {BASELINES}, got {baseline!r}")
+        raise ConfigError(f"peft.baseline must be one of {BASELINES}, got {baseline!r}")
     config = PEFT_CONFIGS[baseline](task_type="CAUSAL_LM", **(adapter or {}))
     return peft.get_peft_model(decoder, config)
 

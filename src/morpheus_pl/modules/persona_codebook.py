@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from morpheus_pl.errors import ConfigError
+
 STRAIGHT_THROUGH = ("paper", "vqvae")
 
 
@@ -27,7 +29,7 @@ class PersonaCodebook(nn.Module):
     def __init__(self, num_codes: int, dim: int) -> None:
         super().__init__()
         if num_codes < 1:
-            raise ValueError(f"codebook.N must be >= 1, got {num_codes}")
+            raise ConfigError(f"codebook.N must be >= 1, got {num_codes}")
         self.num_codes = num_codes  # not codes.shape[0]: FSDP flattens and shards `codes` between steps
         self.codes = nn.Parameter(torch.empty(num_codes, dim).uniform_(-1 / num_codes, 1 / num_codes))
         self.register_buffer("initialised", torch.tensor(False))
@@ -104,7 +106,7 @@ def straight_through(p: Tensor, e_k: Tensor, mode: str) -> Tensor:
         return e_k + (p - e_k).detach()
     if mode == "vqvae":
         return p + (e_k - p).detach()
-    raise ValueError(f"codebook.straight_through must be one of {STRAIGHT_THROUGH}, got {mode!r}")
+    raise ConfigError(f"codebook.straight_through must be one of {STRAIGHT_THROUGH}, got {mode!r}")
 
 
 def contrastive_loss(

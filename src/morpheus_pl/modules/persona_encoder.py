@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
+from morpheus_pl.errors import ConfigError, MissingModelError
 from morpheus_pl.modules.offline_models import resolve_model_path
 
 
@@ -32,7 +33,7 @@ class DecoderPersonaEncoder(nn.Module):
     def __init__(self, decoder: PreTrainedModel, pooling: str = "last") -> None:
         super().__init__()
         if pooling not in ("last", "mean"):
-            raise ValueError(f"encoder.pooling must be 'last' or 'mean', got {pooling!r}")
+            raise ConfigError(f"encoder.pooling must be 'last' or 'mean', got {pooling!r}")
         self.backbone = decoder.base_model
         self.pooling = pooling
         self.output_dim = decoder.config.get_text_config(decoder=True).hidden_size
@@ -54,7 +55,7 @@ class PretrainedPersonaEncoder(nn.Module):
             self.backbone = AutoModel.from_pretrained(resolve_model_path(name_or_path),
                                                       trust_remote_code=trust_remote_code)
         except OSError as err:
-            raise OSError(
+            raise MissingModelError(
                 f"cannot load the persona encoder {name_or_path!r}: {err}. Without access to the "
                 f"Hugging Face hub, set encoder.name_or_path=/path/to/local/copy."
             ) from err

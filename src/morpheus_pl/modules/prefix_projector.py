@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from transformers import DynamicCache, PretrainedConfig
 
+from morpheus_pl.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class KVLayout:
@@ -47,7 +49,7 @@ def kv_layout(config: PretrainedConfig) -> KVLayout:
         if value is None
     ]
     if missing:
-        raise ValueError(f"decoder config {type(config).__name__} lacks {', '.join(missing)}")
+        raise ConfigError(f"decoder config {type(config).__name__} lacks {', '.join(missing)}")
     kv_heads = _first_attr(config, ("num_key_value_heads",)) or n_heads
     head_dim = _first_attr(config, ("head_dim",)) or hidden // n_heads
     return KVLayout(n_layers=n_layers, kv_heads=kv_heads, head_dim=head_dim)
@@ -70,9 +72,9 @@ class PrefixProjector(nn.Module):
     ) -> None:
         super().__init__()
         if kv not in ("separate", "tied"):
-            raise ValueError(f"projector kv must be 'separate' or 'tied', got {kv!r}")
+            raise ConfigError(f"projector kv must be 'separate' or 'tied', got {kv!r}")
         if positions < 1:
-            raise ValueError(f"projector positions must be >= 1, got {positions}")
+            raise ConfigError(f"projector positions must be >= 1, got {positions}")
         self.layout = layout
         self.kv = kv
         self.positions = positions

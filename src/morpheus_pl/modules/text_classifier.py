@@ -22,6 +22,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from morpheus_pl.errors import ConfigError, MissingModelError
 from morpheus_pl.modules.offline_models import resolve_model_path
 
 log = logging.getLogger("morpheus_pl")
@@ -58,7 +59,7 @@ def load_classifier_tokenizer(name_or_path: str | Path,
         return AutoTokenizer.from_pretrained(resolve_model_path(str(name_or_path)),
                                              trust_remote_code=trust_remote_code)
     except OSError as err:
-        raise OSError(
+        raise MissingModelError(
             f"cannot load the scorer tokenizer {name_or_path!r}: {err}. Without access to the "
             f"Hugging Face hub, set scorer.model.name_or_path=/path/to/local/copy."
         ) from err
@@ -79,9 +80,9 @@ def build_classifier(source: str, tokenizer: PreTrainedTokenizerFast, num_labels
             return AutoModelForSequenceClassification.from_pretrained(
                 resolve_model_path(name_or_path), num_labels=num_labels, trust_remote_code=trust_remote_code)
         except OSError as err:
-            raise OSError(
+            raise MissingModelError(
                 f"cannot load the scorer encoder {name_or_path!r}: {err}. Without access to the "
                 f"Hugging Face hub, download it elsewhere and set "
                 f"scorer.model.name_or_path=/path/to/local/copy."
             ) from err
-    raise ValueError(f"scorer.model.source must be 'config' or 'pretrained', got {source!r}")
+    raise ConfigError(f"scorer.model.source must be 'config' or 'pretrained', got {source!r}")

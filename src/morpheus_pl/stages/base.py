@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from transformers import get_linear_schedule_with_warmup
 
+from morpheus_pl.errors import ConfigError
 from morpheus_pl.modules.decoder import build_decoder, load_tokenizer
 from morpheus_pl.modules.peft_baselines import check_peft_config, parameter_budget
 from morpheus_pl.modules.persona_encoder import DecoderPersonaEncoder, PretrainedPersonaEncoder
@@ -54,12 +55,14 @@ class PersonaDialogStage(NormClippingModule):
                 self.persona_encoder = DecoderPersonaEncoder(self.decoder, encoder["pooling"])
             elif encoder["kind"] == "pretrained":
                 if encoder["pooling"] != "mean":
-                    raise ValueError("a pretrained persona encoder is mean-pooled: set encoder.pooling=mean")
+                    raise ConfigError(
+                        "a pretrained persona encoder is mean-pooled: set encoder.pooling=mean")
                 self.persona_encoder = PretrainedPersonaEncoder(
                     encoder["name_or_path"], self.hidden_size,
                     encoder.get("trust_remote_code", False))
             else:
-                raise ValueError(f"encoder.kind must be 'decoder' or 'pretrained', got {encoder['kind']!r}")
+                raise ConfigError(
+                    f"encoder.kind must be 'decoder' or 'pretrained', got {encoder['kind']!r}")
             self.projector = PrefixProjector(self.hidden_size, kv_layout(self.decoder.config), **projector)
             if self.peft_cfg["freeze_decoder"]:
                 self.decoder.requires_grad_(False)
