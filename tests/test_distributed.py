@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from pipeline_driver import TINY_JOINT
 
 DRIVER = Path(__file__).with_name("pipeline_driver.py")

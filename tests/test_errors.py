@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_tiny
 
 from morpheus_pl import run
 from morpheus_pl.data.example import DataFormatError
@@ -29,6 +28,8 @@ from morpheus_pl.evaluation import evaluation_device
 from morpheus_pl.handoff import load_stage_weights, read_stage_checkpoint
 from morpheus_pl.modules.code_predictor import decode_codes
 from morpheus_pl.modules.offline_models import resolve_model_path
+
+from conftest import compose_tiny
 
 # N=3 codes cannot give M=5 distinct ones: run.check_decode refuses it before any data work
 BAD_DECODE = ("predictor.decode=top_m_distinct", "codebook.N=3")

@@ -1,8 +1,7 @@
 """Stage hand-off: fingerprints, checkpoint paths, saving and strict loading of stage weights."""
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import pytest
 import torch

@@ -204,7 +204,7 @@ def test_paper_json_errors(tmp_path: Path, case: str) -> None:
 CLV_CASES = {
     "no_response": (f"a.b.\n{EOT}\nr{EOT}\n[SEP]\np.q.\n{EOT}x{EOT}\n",
                     ["block 1 (line 5)", "CLV block without a response"]),
-    "persona_only": (f"a.b.\n", ["block 0 (line 1)", "CLV block without a response"]),
+    "persona_only": ("a.b.\n", ["block 0 (line 1)", "CLV block without a response"]),
     "empty_response": (f"a.\n{EOT}x{EOT}\n{EOT}\n", ["block 0 (line 3)", "empty response"]),
     "response_unterminated": (f"a.\n{EOT}x{EOT}\nreply\n", ["line 3", f"ending with {EOT}"]),
     "context_no_lead": (f"a.\nx{EOT}\nr{EOT}\n", ["line 2", f"start with {EOT}"]),
@@ -255,7 +255,7 @@ def test_parlai_errors(tmp_path: Path, case: str) -> None:
 
 @pytest.mark.parametrize("name", ["bad.json", "Person_Dialog_bad.txt", "bad_self_original.txt"])
 def test_non_utf8_bytes_name_the_offset(tmp_path: Path, name: str) -> None:
-    prefix = "1 your persona: caf".encode() if "self" in name else b'[{"persona": ["caf'
+    prefix = b"1 your persona: caf" if "self" in name else b'[{"persona": ["caf'
     path = tmp_path / name
     path.write_bytes(b"\n" + prefix + b"\xe9 au lait\n")
     with pytest.raises(DataFormatError) as info:

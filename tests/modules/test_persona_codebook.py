@@ -122,7 +122,7 @@ def test_contrastive_loss_matches_hand_computation():
     k = torch.tensor([[0, 5, 2], [2, 1, 1]])
     tau = 0.5
     total = 0.0
-    for i, (vec, target) in enumerate(zip(p.reshape(-1, 4), k.reshape(-1))):
+    for vec, target in zip(p.reshape(-1, 4), k.reshape(-1)):
         cos = torch.stack([F.cosine_similarity(vec, c, dim=0) for c in codes]) / tau
         total += float(-(cos[target] - torch.logsumexp(cos, 0)))
     expected = total / 6

@@ -161,7 +161,7 @@ def test_projector_positions_per_vector_are_adjacent_and_its_own(kv_mode):
     p = torch.randn(2, 4, 32)
     q = p.clone()
     q[:, 2] += 1.0
-    for (key, value), (key_q, value_q) in zip(proj(p), proj(q)):
+    for (key, value), (key_q, _) in zip(proj(p), proj(q)):
         assert key.shape == value.shape == (2, 2, 12, 8)
         changed = (key != key_q).any(-1).any(1).any(0)  # per prefix position
         assert changed.tolist() == [False] * 6 + [True] * 3 + [False] * 3

@@ -13,7 +13,6 @@ collates batches that carry every view a stage needs:
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import lightning as L
 import torch

@@ -164,14 +164,14 @@ class PersonaWorld:
             post = [math.exp(lp - top) for lp in log_post]
             category = self._category(rec["asked"])
             n_other = len(category.values) - 1
-
-            def score(value: str) -> float:
-                return sum(
+            score = {
+                value: sum(
                     p * (q if self.preferred[a][rec["asked"]] == value else (1 - q) / n_other)
                     for a, p in enumerate(post)
                 )
-
-            correct += max(category.values, key=score) == rec["fact"]
+                for value in category.values
+            }
+            correct += max(category.values, key=score.__getitem__) == rec["fact"]
         return correct / max(len(records), 1)
 
     def write(self, root: str | Path) -> dict:

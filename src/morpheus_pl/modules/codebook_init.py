@@ -169,7 +169,7 @@ def fit_diag_gmm(
     resp, log_norm, ll = e_step(means, variances)
     reseeded, converged, n_iter = 0, False, 0
     bar = tqdm(range(1, max_iter + 1), desc="EM (diag GMM)", disable=not progress, leave=False)
-    for n_iter in bar:
+    for n_iter in bar:  # noqa: B007 (n_iter is returned below)
         counts = resp.sum(0)
         safe = counts.clamp_min(torch.finfo(dtype).tiny)[:, None]
         weighted_x, weighted_x2 = _weighted_sums(resp, xx2).split(d, dim=1)
