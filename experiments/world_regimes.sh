@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The synthetic world in its two regimes (README, "The synthetic world"): the default world, where
+# The synthetic world in its two regimes (docs/data.md, "The synthetic world"): the default world, where
 # training dialogues are plentiful, and a sparse one (few roles), where persona supervision carries
 # structure the dialogues show only sparsely. Each run prints its output directory last.
 #   bash experiments/world_regimes.sh [extra overrides...]

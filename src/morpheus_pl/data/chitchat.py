@@ -1,7 +1,7 @@
 """Real human dialogues from the PyPI package `chitchat-dataset` (MIT; 7,168 conversations,
 1,315 speaker ids), written as the paper's JSON splits with speakers as roles.
 
-Rules (README, "chitchat"):
+Rules (docs/data.md, "chitchat"):
 - a turn is one speaker's consecutive messages joined by a space; single-speaker conversations
   give no example;
 - an example is a turn t >= 1 of a two-speaker conversation: the previous turns (at most

@@ -1,4 +1,4 @@
-"""Readers for the persona-dialogue file formats (DESIGN.md §4), each returning DialogExamples.
+"""Readers for the persona-dialogue file formats (docs/data.md), each returning DialogExamples.
 
 Every bad input raises `DataFormatError` naming the file, the record and what was expected.
 """

@@ -16,7 +16,7 @@ So the response always depends on a persona fact that the history does not state
 revealed facts make likely through the archetype. `archetype_strength`, `revealed_per_dialogue`,
 `num_categories` and the number of training roles/dialogues move the world between the regime
 where history alone suffices and the one where persona supervision carries structure the
-dialogues show only sparsely (README, "The synthetic world").
+dialogues show only sparsely (docs/data.md, "The synthetic world").
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Trivial estimators on the synthetic world: what a system can reach from the same data.
 
 Both are naive-Bayes count models that predict the asked fact from the facts the history
-reveals (DESIGN.md §6): `history` counts co-occurrences only in training dialogues (what a
-decoder trained without persona sees), `persona` counts them in training personas (what the
-codebook route sees: every pair of a role's persona facts).
+reveals (docs/data.md, "What a history-only system can reach"): `history` counts
+co-occurrences only in training dialogues (what a decoder trained without persona sees),
+`persona` counts them in training personas (what the codebook route sees: every pair of a
+role's persona facts).
 """
 
 from __future__ import annotations

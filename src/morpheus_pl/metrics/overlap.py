@@ -1,4 +1,4 @@
-"""Word-overlap metrics of paper §4.3 as `torchmetrics.Metric`s (definitions: DESIGN.md §5).
+"""Word-overlap metrics of paper §4.3 as `torchmetrics.Metric`s (definitions: docs/metrics.md).
 
 Texts are tokenised into cl100k token ids (`metrics.tokenize`, Appendix A.1), except for
 `CorpusBLEU`, which keeps sacrebleu's own tokenisation. Scores are ×100, except

@@ -5,7 +5,7 @@
 trains nothing (the pretrained decoder as it is), the others wrap it with the `peft` method of
 that name, configured by `peft.adapter`. Prefix tuning is applied through the project's own
 prefix path (`prefix_kv`), not through `PeftModel.forward`/`generate`: with peft 0.21 and
-transformers 5 its `generate` ignores the prefix (DESIGN.md, traps). Prompt tuning and
+transformers 5 its `generate` ignores the prefix (docs/design.md, Traps). Prompt tuning and
 P-tuning train through `PeftModel.forward` but generate through the base model with their
 virtual-token embeddings in front (`virtual_tokens`): peft's `generate` looks for the cache
 under its transformers 4 name, finds none at any step, and prepends the virtual tokens again

@@ -33,7 +33,7 @@ class JointTrainingStage(CodebookInitStage):
         """Eq. 12: logits (B, M, N) from c = Decoder(C) computed WITHOUT the persona prefix.
 
         `predictor.history_grad=false` runs the history pass without autograd: L_C then trains
-        the predictor only, not the decoder (cheaper; README, Benchmarks, for its measured cost).
+        the predictor only, not the decoder (cheaper; docs/benchmarks.md for its measured cost).
         """
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.predictor_cfg["history_grad"]):
             c = history_state(self.decoder, batch["history_ids"], batch["history_mask"])

@@ -15,7 +15,7 @@ from morpheus_pl.stages.base import PersonaDialogStage
 
 log = logging.getLogger("morpheus_pl")
 # a heuristic: on the default world stage 1 went from 0.000 to 0.349 once it read the prefix,
-# and it stayed at 0.0001-0.0022 on a dataset where it never did (README)
+# and it stayed at 0.0001-0.0022 on a dataset where it never did (docs/robustness.md)
 IGNORED_PREFIX_GAIN = 0.01
 
 
@@ -62,9 +62,9 @@ class RoleAwarenessStage(PersonaDialogStage):
         example's own (each example gets the prefix of the next example in the batch whose
         persona differs). Clearly > 0: the decoder reads the prefix; about 0: it ignores it,
         and the codebook can carry nothing (on the default world stage 1 starts reading it
-        between steps 939 and 1,409; README). Batches of a single role are left out; under DDP the
-        logged value is rank 0's (not synchronised: a rank whose batches all hold one role
-        would never join the reduction)."""
+        between steps 939 and 1,409; docs/logging.md). Batches of a single role are left
+        out; under DDP the logged value is rank 0's (not synchronised: a rank whose batches
+        all hold one role would never join the reduction)."""
         other = other_role_index(batch["examples"])
         kv = self.generation_prefix(batch)
         if other is None or kv is None:
