@@ -64,8 +64,8 @@ def tiny_cfg(tiny_root):
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_cfg):
-    """(datamodule, tokenizer_dir) from `morpheus_pl.pipeline.prepare_data` on `tiny_cfg`."""
-    from morpheus_pl.pipeline import prepare_data
+    """(datamodule, tokenizer_dir) from `morpheus_pl.data.prepare.prepare_data` on `tiny_cfg`."""
+    from morpheus_pl.data.prepare import prepare_data
 
     return prepare_data(tiny_cfg)
 

@@ -1,4 +1,4 @@
-"""Stage orchestration: data + tokenizer, then each stage trained once and handed on.
+"""Stage orchestration: each stage trained once and handed on (the data: data/prepare.py).
 
 `train_stage` returns the checkpoint of a stage, training it (and what it builds on) only when
 no checkpoint with the same fingerprint exists; an interrupted stage resumes exactly from its
@@ -9,11 +9,8 @@ order (Lightning needs all ranks in every fit and predict); only rank 0 writes f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import lightning as L
@@ -23,10 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from morpheus_pl.convergence import best_state_dict, convergence_callbacks
 from morpheus_pl.data.consistency import LABEL_NAMES, ConsistencyDataModule
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
-from morpheus_pl.distributed import global_rank, run_id, training_lock, wait_for
+from morpheus_pl.distributed import global_rank, run_id, training_lock
 from morpheus_pl.handoff import checkpoint_path, load_stage_weights, save_stage
 from morpheus_pl.loggers import build_loggers
-from morpheus_pl.modules.decoder import load_tokenizer, train_tokenizer
 from morpheus_pl.modules.text_classifier import train_pair_tokenizer
 from morpheus_pl.progress import ProgressLog
 from morpheus_pl.resume import RandomStateCheckpoint
@@ -50,47 +46,6 @@ NEW_PARTS = {"codebook_init": ("codebook.",), "joint": ("predictor.",)}
 
 def _plain(cfg: DictConfig, key: str) -> dict:
     return OmegaConf.to_container(cfg[key], resolve=True)
-
-
-def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
-    """The DataModule with its tokenizers set, and the folder of the saved decoder tokenizer.
-
-    A tokenizer trained here (model.tokenizer.train_vocab_size) is trained on the training split
-    and saved by fingerprint, so every later stage and evaluation uses exactly the same one.
-    Rank 0 writes the data and the tokenizer (whole: saved aside, then renamed); the other ranks
-    of a run whose launcher starts all ranks at once (SLURM, torchrun) wait for the tokenizer.
-    """
-    tok_cfg = _plain(cfg, "model")["tokenizer"]
-    key = json.dumps([_plain(cfg, "dataset"), tok_cfg], sort_keys=True, default=str)
-    tok_dir = Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
-    if global_rank() > 0:
-        wait_for(lambda: (tok_dir / "tokenizer.json").exists(), f"rank 0 to write {tok_dir}")
-    dm = PersonaDialogDataModule(dataset=_plain(cfg, "dataset"), seed=cfg.seed,
-                                 **_plain(cfg, "data"))
-    saved = (tok_dir / "tokenizer.json").exists()
-    trust_decoder_code = bool(cfg.model.get("trust_remote_code", False))
-    staging = tok_dir.with_name(f"{tok_dir.name}.{os.getpid()}.tmp")
-    if saved:
-        tokenizer = load_tokenizer(tok_dir, trust_remote_code=trust_decoder_code)
-    elif tok_cfg.get("train_vocab_size"):
-        tokenizer = train_tokenizer(dm.training_texts(), tok_cfg["train_vocab_size"], staging)
-    else:
-        tokenizer = load_tokenizer(tok_cfg["name_or_path"], gguf_file=tok_cfg.get("gguf_file"),
-                                   trust_remote_code=trust_decoder_code)
-    segment_tokenizer = None
-    if cfg.encoder.kind == "pretrained":
-        trust_encoder_code = bool(cfg.encoder.get("trust_remote_code", False))
-        segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path,
-                                           trust_remote_code=trust_encoder_code)
-    dm.set_tokenizers(tokenizer, segment_tokenizer)
-    if not saved:
-        tokenizer.save_pretrained(str(staging))
-        try:
-            staging.rename(tok_dir)
-        except OSError:  # a parallel run saved the same tokenizer first
-            shutil.rmtree(staging)
-    dm.setup()
-    return dm, str(tok_dir)
 
 
 def stage_class(cfg: DictConfig, stage: str) -> type[PersonaDialogStage]:

@@ -28,6 +28,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.allocator import tune_glibc_malloc
+from morpheus_pl.data.prepare import prepare_data
 from morpheus_pl.data.sources import world_dir
 from morpheus_pl.distributed import global_rank
 from morpheus_pl.errors import ConfigError, MissingPackageError, UserError
@@ -35,7 +36,7 @@ from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
 from morpheus_pl.handoff import checkpoint_path, evaluation_dir, run_settings
 from morpheus_pl.loggers import build_loggers, finish_wandb
-from morpheus_pl.pipeline import load_scorer, load_trained, prepare_data, train_scorer, train_stage
+from morpheus_pl.pipeline import load_scorer, load_trained, train_scorer, train_stage
 
 log = logging.getLogger("morpheus_pl")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")

@@ -247,8 +247,7 @@ def init_codebook(
     joint training re-seeds codes whose usage stays low when ``codebook.reseed_below`` > 0.)
     """
     if method not in INIT_METHODS:
-        allowed = ", ".join(INIT_METHODS)
-        raise ConfigError(f"unknown codebook init method {method!r}; allowed: {allowed}")
+        raise ConfigError(f"unknown codebook init method {method!r}; allowed: {', '.join(INIT_METHODS)}")
     if x.ndim != 2 or x.shape[0] == 0 or num_codes < 1:
         raise ValueError("x must be a non-empty (n, d) tensor and num_codes >= 1")
     bad_rows = (~torch.isfinite(x).all(1)).nonzero().flatten()

@@ -1,0 +1,58 @@
+"""The data of a run: the DataModule with its tokenizers, the decoder's tokenizer trained on the
+training split (model.tokenizer.train_vocab_size) or loaded, saved by fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from morpheus_pl.data.datamodule import PersonaDialogDataModule
+from morpheus_pl.distributed import global_rank, wait_for
+from morpheus_pl.modules.decoder import load_tokenizer, train_tokenizer
+
+
+def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
+    """The DataModule with its tokenizers set, and the folder of the saved decoder tokenizer.
+
+    A tokenizer trained here (model.tokenizer.train_vocab_size) is trained on the training split
+    and saved by fingerprint, so every later stage and evaluation uses exactly the same one.
+    Rank 0 writes the data and the tokenizer (whole: saved aside, then renamed); the other ranks
+    of a run whose launcher starts all ranks at once (SLURM, torchrun) wait for the tokenizer.
+    """
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    tok_cfg = OmegaConf.to_container(cfg.model, resolve=True)["tokenizer"]
+    key = json.dumps([dataset, tok_cfg], sort_keys=True, default=str)
+    tok_dir = Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
+    if global_rank() > 0:
+        wait_for(lambda: (tok_dir / "tokenizer.json").exists(), f"rank 0 to write {tok_dir}")
+    dm = PersonaDialogDataModule(dataset=dataset, seed=cfg.seed,
+                                 **OmegaConf.to_container(cfg.data, resolve=True))
+    saved = (tok_dir / "tokenizer.json").exists()
+    trust_decoder_code = bool(cfg.model.get("trust_remote_code", False))
+    staging = tok_dir.with_name(f"{tok_dir.name}.{os.getpid()}.tmp")
+    if saved:
+        tokenizer = load_tokenizer(tok_dir, trust_remote_code=trust_decoder_code)
+    elif tok_cfg.get("train_vocab_size"):
+        tokenizer = train_tokenizer(dm.training_texts(), tok_cfg["train_vocab_size"], staging)
+    else:
+        tokenizer = load_tokenizer(tok_cfg["name_or_path"], gguf_file=tok_cfg.get("gguf_file"),
+                                   trust_remote_code=trust_decoder_code)
+    segment_tokenizer = None
+    if cfg.encoder.kind == "pretrained":
+        trust_encoder_code = bool(cfg.encoder.get("trust_remote_code", False))
+        segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path,
+                                           trust_remote_code=trust_encoder_code)
+    dm.set_tokenizers(tokenizer, segment_tokenizer)
+    if not saved:
+        tokenizer.save_pretrained(str(staging))
+        try:
+            staging.rename(tok_dir)
+        except OSError:  # a parallel run saved the same tokenizer first
+            shutil.rmtree(staging)
+    dm.setup()
+    return dm, str(tok_dir)
