@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from morpheus_pl.convergence import best_state_dict, convergence_callbacks
+from morpheus_pl.errors import ConfigError
 from morpheus_pl.handoff import read_stage_checkpoint
 
 # the validation loss of the k-th validation: best at the 2nd, never better afterwards
@@ -94,6 +95,15 @@ def test_no_validation_before_the_cap_keeps_the_last_weights(tmp_path):
 def test_a_patience_below_one_is_refused_naming_the_setting(tmp_path):
     with pytest.raises(ValueError, match=r"train\.early_stopping\.patience must be a positive"):
         convergence_callbacks(_cfg(patience=0), tmp_path)
+
+
+def test_restore_best_with_deepspeed_is_refused_before_training(tmp_path):
+    cfg = _cfg()
+    cfg.trainer = {"strategy": "deepspeed_stage_2"}
+    with pytest.raises(ConfigError, match=r"restore_best=false \(keep the last step's weights\)"):
+        convergence_callbacks(cfg, tmp_path)
+    cfg.train.early_stopping.restore_best = False
+    assert len(convergence_callbacks(cfg, tmp_path)) == 1
 
 
 def test_a_pipeline_stage_keeps_its_best_validation(tiny_compose, tiny_data, tmp_path):

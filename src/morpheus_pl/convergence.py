@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.errors import ConfigError
 
@@ -33,6 +33,11 @@ def convergence_callbacks(cfg: DictConfig, work_dir: Path) -> list[Callback]:
     if int(es.patience) < 1:
         raise ConfigError(f"train.early_stopping.patience must be a positive number of "
                           f"validations or null (a fixed budget), got {es.patience}")
+    strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))
+    if es.restore_best and strategy.startswith("deepspeed"):
+        raise ConfigError(f"train.early_stopping.restore_best=true needs one-file checkpoints, "
+                          f"which trainer.strategy={strategy} does not write: set "
+                          f"train.early_stopping.restore_best=false (keep the last step's weights)")
     callbacks: list[Callback] = [EarlyStopping(monitor=es.monitor, mode="min",
                                                patience=int(es.patience),
                                                min_delta=float(es.min_delta),
