@@ -50,10 +50,10 @@ class JointTrainingStage(CodebookInitStage):
         k = self.codebook.nearest(p)
         e_k = self.codebook.lookup(k)
         z = straight_through(p, e_k, self.codebook_cfg["straight_through"])
-        kv = self.projector(z)
         logits = self.code_logits(batch)
         self._assignment = (p.detach(), k)
         picked = decode_codes(logits.detach(), self.predictor_cfg["decode"])
+        kv = self.projector(self.with_predicted_prefix(z, picked))
         self.log(f"{'train' if self.training else 'val'}/code_recall",
                  set_recall(picked, k).mean(), batch_size=p.shape[0], sync_dist=not self.training)
         return {
@@ -64,6 +64,18 @@ class JointTrainingStage(CodebookInitStage):
                 p, self.codebook.codes, k, self.loss_cfg["tau"], self.loss_cfg.get("contrastive_negatives")
             ),
         }
+
+    def with_predicted_prefix(self, z: Tensor, picked: Tensor) -> Tensor:
+        """Train as you infer (not in the paper): in training, a random `loss.predicted_prefix_share`
+        of the batch's examples get the vectors of the codes the predictor picked (as generation
+        will) instead of z, so L_G also teaches the decoder the prefix it sees at inference, wrong
+        codes included. The picked vectors are constants here: L_G does not move the codebook
+        through them. 0 (the default): the paper's L_G on z alone."""
+        share = float(self.loss_cfg.get("predicted_prefix_share", 0.0))
+        if not self.training or share <= 0:
+            return z
+        use = torch.rand(z.shape[0], device=z.device) < share
+        return torch.where(use[:, None, None], self.codebook.lookup(picked).detach(), z)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         """The optimiser step, then the codebook statistics. Here rather than in

@@ -1,0 +1,53 @@
+"""`loss.predicted_prefix_share`: a share of joint training's L_G through the predicted codes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from morpheus_pl.modules.code_predictor import decode_codes
+from morpheus_pl.modules.prefix_lm import prefix_lm_loss
+from morpheus_pl.pipeline import build_stage
+
+
+def _stage(tiny_compose, tok_dir, share: float):
+    stage = build_stage(tiny_compose(f"loss.predicted_prefix_share={share}"), "joint", tok_dir)
+    for module in stage.modules():  # training mode without dropout: losses are comparable
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return stage.train()
+
+
+def test_share_one_conditions_l_g_on_the_predicted_codes_prefix(tiny_compose, tiny_data):
+    dm, tok_dir = tiny_data
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    stage = _stage(tiny_compose, tok_dir, 1.0)
+    gen = stage.losses(batch)["gen"]
+    with torch.no_grad():
+        picked = decode_codes(stage.code_logits(batch), stage.predictor_cfg["decode"])
+        kv = stage.projector(stage.codebook.lookup(picked))
+        expected = prefix_lm_loss(stage.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"], kv)
+    assert float(gen) == pytest.approx(float(expected), abs=1e-5)
+    paper = _stage(tiny_compose, tok_dir, 0.0).losses(batch)["gen"]
+    assert abs(float(paper) - float(gen)) > 1e-4  # the paper's L_G conditions on z instead
+
+
+def test_picked_vectors_replace_whole_examples_and_pass_no_gradient_to_the_codebook(
+        tiny_compose, tiny_data):
+    _, tok_dir = tiny_data
+    stage = _stage(tiny_compose, tok_dir, 0.5)
+    n, m, d = 400, stage.predictor_cfg["num_slots"], stage.codebook.codes.shape[1]
+    z = torch.randn(n, m, d, requires_grad=True)
+    picked = torch.randint(0, stage.codebook.num_codes, (n, m))
+    torch.manual_seed(0)
+    out = stage.with_predicted_prefix(z, picked)
+    from_codes = (out == stage.codebook.lookup(picked)).all(-1).all(-1)
+    from_z = (out == z).all(-1).all(-1)
+    assert bool((from_codes ^ from_z).all())  # each example wholly one or the other
+    assert 0.4 < float(from_codes.float().mean()) < 0.6
+    out.sum().backward()
+    assert stage.codebook.codes.grad is None
+    assert torch.equal(z.grad.abs().sum((1, 2)) > 0, from_z)
+    stage.eval()  # generation-time evaluation: never replaced
+    assert stage.with_predicted_prefix(z, picked) is z
