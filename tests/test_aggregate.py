@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +157,25 @@ def test_a_sweep_without_any_results_is_an_error(tmp_path, capsys):
     _member(tmp_path / "failed", 0, ["seed=0"], None)
     assert main([str(tmp_path / "failed")]) == 1
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_aggregate_and_its_plots_load_no_torch_and_not_each_other():
+    """Reading JSON needs neither torch nor transformers (TABLE_GROUPS lives in
+    metrics/table_columns.py), and the plotting module does not import aggregate back."""
+    code = ("import sys, morpheus_pl.sweep_plots; "
+            "assert 'morpheus_pl.aggregate' not in sys.modules, 'sweep_plots imports aggregate'; "
+            "import morpheus_pl.aggregate; "
+            "heavy = {'torch', 'transformers', 'lightning'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_table_labels_are_the_evaluation_reports_columns():
+    """One source for the column labels: results.md (evaluation) and the sweep tables."""
+    from morpheus_pl import aggregate, evaluation, sweep_plots
+    from morpheus_pl.metrics.table_columns import LABELS, TABLE_GROUPS
+
+    assert evaluation.TABLE_GROUPS is TABLE_GROUPS
+    assert aggregate.LABELS is sweep_plots.LABELS is LABELS
+    assert LABELS["persona_fact_accuracy"] == "fact acc." and list(LABELS)[0] == "bleu1"

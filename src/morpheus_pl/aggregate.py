@@ -24,10 +24,9 @@ from pathlib import Path
 
 import yaml
 
-from morpheus_pl.evaluation import TABLE_GROUPS
+from morpheus_pl.metrics.table_columns import LABELS
 
 SEED_KEY = "seed"
-LABELS = {key: label for columns in TABLE_GROUPS.values() for key, label in columns.items()}
 _PER_SLOT = re.compile(r"code_accuracy_slot\d+$")
 
 

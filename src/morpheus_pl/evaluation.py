@@ -25,22 +25,13 @@ from morpheus_pl.errors import DeviceUnavailableError
 from morpheus_pl.generation import GenerationConfig, generate_batch
 from morpheus_pl.metrics.consistency import ConsistencyScore
 from morpheus_pl.metrics.report import ONE_PROCESS, metric_tokenizer_name, score_predictions
+from morpheus_pl.metrics.table_columns import TABLE_GROUPS
 from morpheus_pl.modules.code_predictor import set_recall
 from morpheus_pl.stages.base import PersonaDialogStage
 from morpheus_pl.stages.consistency_scorer import ConsistencyScorerStage
 
 log = logging.getLogger("morpheus_pl")
 SAMPLE_GENERATIONS = 50  # per system, into the loggers' generations table
-TABLE_GROUPS = {  # the paper's Table 2 column groups, then what only this framework measures
-    "Coherence": {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "corpus_bleu": "corpus BLEU",
-                  "rouge_l": "ROUGE-L", "rouge_l_recall": "ROUGE-L recall"},
-    "Diversity": {"distinct1": "Dist-1", "distinct2": "Dist-2", "self_bleu1": "sBLEU-1",
-                  "self_bleu2": "sBLEU-2"},
-    "Consistency": {"p_co": "P-Co", "con_score": "Con.Score", "coh_con_score": "Coh-Con.Score"},
-    "Persona inference": {"persona_fact_accuracy": "fact acc.", "code_recall": "code recall",
-                          "code_accuracy": "code acc.",
-                          "code_accuracy_majority": "code acc. of the majority code"},
-}
 
 
 def generate_system(module: PersonaDialogStage, dm: PersonaDialogDataModule, system: str,

@@ -4,22 +4,35 @@ one panel per metric, mean with ± std error bars over seeds.
 A numeric setting (codebook.N, codebook.beta) gives lines, metric against the value (log axis
 when it spans a factor of 10 or more: Figure 3); any other (ablation, dataset) gives grouped
 bars (Table 4). A sweep over seeds alone gives bars per system (Table 2). One series per system
-and combination of the other swept settings.
+and combination of the other swept settings. It receives the rows and labels `aggregate` built
+and imports nothing of it.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Protocol
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from morpheus_pl.aggregate import LABELS, Row  # noqa: E402
+from morpheus_pl.metrics.table_columns import LABELS  # noqa: E402
 
 PANEL_COLUMNS = 4
+
+
+class Row(Protocol):
+    """What a plot reads of a table row (`aggregate.Row`): its system, its swept settings, the
+    seeds it holds, and a metric's mean and std over them."""
+
+    system: str
+    group: tuple[tuple[str, str], ...]
+    seeds: list[str]
+
+    def mean_std(self, metric: str) -> tuple[float | None, float | None]: ...
 
 
 def _is_number(text: str) -> bool:
