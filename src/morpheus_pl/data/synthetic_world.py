@@ -36,12 +36,13 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """Knobs of the world; defaults are the `make run` world."""
+    """Knobs of the world. The defaults are conf/dataset/synthetic.yaml's `world`, the `make run`
+    world, for the generator used standalone (tests/test_config_mirrors.py keeps them equal)."""
 
     language: str = "en"
     num_archetypes: int = 6
     num_categories: int = 5
-    archetype_strength: float = 0.8
+    archetype_strength: float = 0.9
     persona_facts: int = 5
     revealed_per_dialogue: int = 2
     train_roles: int = 1500
