@@ -85,7 +85,7 @@ def _full_state_dict_in_place(module, world_size, rank0_only=True):
 
 
 def _fsdp_trainer(cfg, stage, work_dir, max_steps, callbacks=()):
-    trainer_cfg = {**pipeline._plain(cfg, "trainer"), "accelerator": "cpu",
+    trainer_cfg = {**pipeline.trainer_kwargs(cfg), "accelerator": "cpu",
                    "devices": int(os.environ["CPU_FSDP"]), "strategy": _CpuFSDPStrategy()}
     return L.Trainer(max_steps=max_steps, default_root_dir=str(work_dir),
                      logger=pipeline.build_loggers(cfg, stage), callbacks=list(callbacks),

@@ -33,7 +33,7 @@ def convergence_callbacks(cfg: DictConfig, work_dir: Path) -> list[Callback]:
     if int(es.patience) < 1:
         raise ConfigError(f"train.early_stopping.patience must be a positive number of "
                           f"validations or null (a fixed budget), got {es.patience}")
-    strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))
+    strategy = str(OmegaConf.select(cfg, "trainer.strategy") or "auto")  # null: Lightning's default
     if es.restore_best and strategy.startswith("deepspeed"):
         raise ConfigError(f"train.early_stopping.restore_best=true needs one-file checkpoints, "
                           f"which trainer.strategy={strategy} does not write: set "

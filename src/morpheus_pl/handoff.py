@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from morpheus_pl.errors import CheckpointError, MissingCheckpointError
+from morpheus_pl.neutral_keys import without_neutral
 
 log = logging.getLogger("morpheus_pl")
 
@@ -42,6 +43,7 @@ _IGNORED = ("num_workers", "eval_batch_size", "trust_remote_code")  # change no 
 def _select(cfg: DictConfig, dotted: str):
     value = OmegaConf.select(cfg, dotted)
     value = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    value = without_neutral(value, dotted)
     if isinstance(value, dict):
         return {k: v for k, v in value.items() if k not in _IGNORED}
     return value

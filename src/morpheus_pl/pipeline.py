@@ -95,11 +95,17 @@ def build_stage(cfg: DictConfig, stage: str, tokenizer_dir: str) -> PersonaDialo
     return cls(**kwargs)
 
 
+def trainer_kwargs(cfg: DictConfig) -> dict:
+    """The trainer group as L.Trainer's keywords; a null key (trainer=cpu's strategy) is left
+    to Lightning's default, as if it were absent."""
+    return {key: value for key, value in _plain(cfg, "trainer").items() if value is not None}
+
+
 def _trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int, callbacks=()) -> L.Trainer:
     """Validation every train.val_every_n_steps optimiser steps, across epochs."""
     return L.Trainer(max_steps=max_steps, default_root_dir=str(work_dir), callbacks=list(callbacks),
                      logger=build_loggers(cfg, stage), val_check_interval=cfg.train.val_every_n_steps,
-                     check_val_every_n_epoch=None, **_plain(cfg, "trainer"))
+                     check_val_every_n_epoch=None, **trainer_kwargs(cfg))
 
 
 def _resumable_trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int,

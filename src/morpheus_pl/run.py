@@ -100,7 +100,7 @@ def check_decode(cfg: DictConfig) -> None:
 def check_strategy(trainer: DictConfig) -> None:
     """Fail before any data or model work on a strategy that cannot run here: DeepSpeed without
     its package, FSDP on CPUs (Lightning's FSDP needs GPUs)."""
-    strategy = str(trainer.get("strategy", "auto"))
+    strategy = str(trainer.get("strategy") or "auto")  # null: Lightning's default
     if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise MissingPackageError(f"trainer.strategy={strategy} needs DeepSpeed, which is not "
                                   f"installed: pip install deepspeed (or choose trainer=ddp or "

@@ -14,6 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.distributed import global_rank, wait_for
 from morpheus_pl.modules.decoder import load_tokenizer, train_tokenizer
+from morpheus_pl.neutral_keys import without_neutral
+
+
+def tokenizer_dir(cfg: DictConfig) -> Path:
+    """Where the decoder tokenizer of this dataset and model.tokenizer is saved: a fingerprint
+    of both (neutral keys at their neutral value left out: morpheus_pl/neutral_keys.py)."""
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    tok_cfg = OmegaConf.to_container(cfg.model, resolve=True)["tokenizer"]
+    key = json.dumps([without_neutral(dataset, "dataset"), without_neutral(tok_cfg, "model.tokenizer")],
+                     sort_keys=True, default=str)
+    return Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
@@ -26,8 +37,7 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
     """
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     tok_cfg = OmegaConf.to_container(cfg.model, resolve=True)["tokenizer"]
-    key = json.dumps([dataset, tok_cfg], sort_keys=True, default=str)
-    tok_dir = Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
+    tok_dir = tokenizer_dir(cfg)
     if global_rank() > 0:
         wait_for(lambda: (tok_dir / "tokenizer.json").exists(), f"rank 0 to write {tok_dir}")
     dm = PersonaDialogDataModule(dataset=dataset, seed=cfg.seed,

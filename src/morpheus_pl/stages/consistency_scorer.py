@@ -30,11 +30,11 @@ class ConsistencyScorerStage(NormClippingModule):
                  max_context_turns: int) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.tokenizer = load_classifier_tokenizer(tokenizer_dir,
-                                                   model.get("trust_remote_code", False))
+        trust_code = bool(model.get("trust_remote_code"))  # null (scorer=tiny) or absent: false
+        self.tokenizer = load_classifier_tokenizer(tokenizer_dir, trust_code)
         self.classifier = build_classifier(
             model["source"], self.tokenizer, NUM_LABELS, model.get("name_or_path"),
-            model.get("architecture"), model.get("trust_remote_code", False))
+            model.get("architecture"), trust_code)
         self.optim = optim
         self.max_length = max_length
         self.max_context_turns = max_context_turns
