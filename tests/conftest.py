@@ -11,16 +11,11 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 
-TINY_OVERRIDES = (
-    "model.architecture.n_layer=2",
-    "model.architecture.n_embd=32",
-    "model.architecture.n_head=2",
-    "codebook.N=8",
-    "dataset.world.train_roles=40",
-    "dataset.world.val_roles=5",
-    "dataset.world.test_roles=8",
-    "data.batch_size=4",
-)
+# conf/debug/tiny.yaml (2-layer GPT-2 at width 32, N=8, a 40/5/8-role world, a few steps per
+# stage), at batch size 4
+TINY_OVERRIDES = ("debug=tiny", "data.batch_size=4")
+# debug=tiny's GPT-2 sizes, removed when a test picks another model (it brings its own sizes)
+TINY_GPT2_SIZES = ("n_layer", "n_embd", "n_head")
 
 SENTENCES = [
     "i enjoy hiking in the mountains.",
@@ -35,12 +30,13 @@ SENTENCES = [
 
 def compose_tiny(root: str | Path, *extra: str):
     """The project's config shrunk to a tiny model and world, artifacts under `root`. Another
-    `model=` in `extra` replaces the tiny GPT-2's size overrides (it brings its own sizes)."""
+    `model=` in `extra` drops the tiny GPT-2's sizes (it brings its own)."""
     from hydra import compose, initialize_config_dir
 
     other_model = any(e.startswith("model=") for e in extra)
-    tiny = [o for o in TINY_OVERRIDES if not (other_model and o.startswith("model."))]
-    overrides = [*tiny, f"paths.root={root}", f"paths.output={Path(root) / 'out'}", *extra]
+    drop = [f"~model.architecture.{key}" for key in TINY_GPT2_SIZES] if other_model else []
+    overrides = [*TINY_OVERRIDES, f"paths.root={root}", f"paths.output={Path(root) / 'out'}",
+                 *extra, *drop]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return compose(config_name="config", overrides=overrides)
 

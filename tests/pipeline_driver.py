@@ -29,11 +29,10 @@ from morpheus_pl.distributed import whole_parameters
 
 _save = pipeline._save
 
-# The tiny joint-stage run both subprocess tests start from; each adds its sizes and steps.
+# The tiny joint-stage run the subprocess tests start from (conf/debug/tiny.yaml, with codebook
+# re-seeding switched on); each adds its sizes and steps.
 TINY_JOINT = [
-    "stage=joint", "model.architecture.n_layer=2", "model.architecture.n_embd=32",
-    "model.architecture.n_head=2", "model.tokenizer.train_vocab_size=400", "codebook.N=8",
-    "dataset.world.val_roles=5", "dataset.world.test_roles=8", "codebook.usage_decay=0.5",
+    "debug=tiny", "stage=joint", "model.tokenizer.train_vocab_size=400", "codebook.usage_decay=0.5",
     "codebook.reseed_below=0.6", "trainer.log_every_n_steps=1",
 ]
 

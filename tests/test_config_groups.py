@@ -104,7 +104,10 @@ def test_a_neutral_key_hashes_as_its_absence(overrides):
 def test_a_set_neutral_key_changes_the_fingerprint():
     base = _compose()
     assert fingerprint(_compose("model.dtype=bfloat16"), "joint") != fingerprint(base, "joint")
-    assert run_settings(_compose("trainer.fast_dev_run=true")) != run_settings(base)
+    for debug in ("debug=fast_dev_run", "debug=overfit"):  # never reused by a real run
+        cfg = _compose(debug)
+        assert all(fingerprint(cfg, s) != fingerprint(base, s) for s in STAGE_KEYS), debug
+        assert run_settings(cfg) != run_settings(base)
 
 
 def test_null_trainer_keys_are_lightnings_defaults():

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# conf/debug/tiny.yaml with one layer, 4 validation roles, fewer steps and new tokens
 TINY = [
-    "dataset.world.train_roles=40", "dataset.world.val_roles=4", "dataset.world.test_roles=8",
-    "model.architecture.n_layer=1", "model.architecture.n_embd=32", "model.architecture.n_head=2",
-    "model.tokenizer.train_vocab_size=300", "codebook.N=8", "data.batch_size=8",
+    "debug=tiny", "model.architecture.n_layer=1", "dataset.world.val_roles=4",
+    "model.tokenizer.train_vocab_size=300", "data.batch_size=8",
     "train.role_awareness.max_steps=3", "train.joint.max_steps=3", "generation.max_new_tokens=4",
 ]
 

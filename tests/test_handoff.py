@@ -52,7 +52,9 @@ def test_joint_loss_weights_leave_stage_one_alone(tiny_compose, base_prints):
 
 @pytest.mark.parametrize("override", ["model.architecture.n_embd=64", "dataset.world.train_roles=41",
                                       "train.val_every_n_steps=100",
-                                      "train.early_stopping.patience=2"])
+                                      "train.early_stopping.patience=2",
+                                      # debug runs (conf/debug/) never share a real run's stages
+                                      "trainer.fast_dev_run=true", "trainer.overfit_batches=2"])
 def test_model_or_dataset_change_every_stage(tiny_compose, base_prints, override):
     prints = _fingerprints(tiny_compose(override))
     for stage in STAGES:

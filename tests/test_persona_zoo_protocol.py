@@ -12,11 +12,10 @@ import pytest
 from morpheus_pl.data.persona_zoo import ZooWorld
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "persona_zoo.py"
-TINY = ["model.architecture.n_layer=2", "model.architecture.n_embd=32", "model.architecture.n_head=2",
-        "model.tokenizer.train_vocab_size=300", "codebook.N=8", "data.batch_size=8",
+# conf/debug/tiny.yaml with the zoo's steps and no synthetic world (the zoo world is read as files)
+TINY = ["debug=tiny", "dataset.world=null", "model.tokenizer.train_vocab_size=300", "data.batch_size=8",
         "train.role_awareness.max_steps=8", "train.joint.max_steps=4", "train.no_persona.max_steps=4",
-        "train.val_every_n_steps=4", "generation.max_new_tokens=6",
-        "eval.compare_decode=[argmax]"]
+        "train.val_every_n_steps=4", "eval.compare_decode=[argmax]"]
 
 
 @pytest.mark.slow

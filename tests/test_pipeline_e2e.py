@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+# conf/debug/tiny.yaml (GPT-2 2 x 32, N=8, 6 steps per stage and for the scorer, 6 new tokens)
+# with a larger world, a smaller tokenizer, and a small consistency scorer trained
 TINY = [
+    "debug=tiny",
     "dataset.world.train_roles=60", "dataset.world.val_roles=6", "dataset.world.test_roles=12",
-    "model.architecture.n_layer=2", "model.architecture.n_embd=32", "model.architecture.n_head=2",
-    "model.tokenizer.train_vocab_size=400", "codebook.N=8", "data.batch_size=8",
-    "train.role_awareness.max_steps=6", "train.joint.max_steps=6", "train.no_persona.max_steps=6",
-    "generation.max_new_tokens=6", "eval.train_scorer=true", "scorer.max_steps=6",
+    "model.tokenizer.train_vocab_size=400", "data.batch_size=8", "eval.train_scorer=true",
     "scorer.model.architecture.hidden_size=32",
     "scorer.model.architecture.num_attention_heads=2", "scorer.model.tokenizer.train_vocab_size=400",
 ]
@@ -104,7 +104,8 @@ def test_pipeline_on_convai2_json_files_from_a_local_root(tmp_path: Path) -> Non
         plain = [{k: r[k] for k in ("persona", "context", "response")} for r in records]
         (root / f"{split}_datas_en.json").write_text(json.dumps(plain))
     out_dir = tmp_path / "run"
-    overrides = [o for o in TINY if not o.startswith("dataset.world")]
+    # the files' dataset has no world (null, as without debug=tiny, which sets one)
+    overrides = [*(o for o in TINY if not o.startswith("dataset.world")), "dataset.world=null"]
     env = {**os.environ, "MORPHEUS_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "morpheus_pl.run", "dataset=convai2", f"dataset.root={root}",
            *overrides, f"hydra.run.dir={out_dir}"]

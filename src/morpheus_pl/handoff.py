@@ -20,12 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from morpheus_pl.errors import CheckpointError, MissingCheckpointError
-from morpheus_pl.neutral_keys import without_neutral
+from morpheus_pl.neutral_keys import is_neutral, without_neutral
 
 log = logging.getLogger("morpheus_pl")
 
+# Lightning's debugging switches (conf/debug/) change what a stage trains on: hashed when set
+# (neutral_keys.py leaves them out when off), so a real run never reuses a debug run's stage
+_DEBUG = ("trainer.fast_dev_run", "trainer.overfit_batches")
 _SHARED = ("dataset", "model", "data", "optim", "seed", "peft.lr", "train.val_every_n_steps",
-           "train.early_stopping")
+           "train.early_stopping", *_DEBUG)
 _PERSONA = (*_SHARED, "encoder", "projector", "peft.freeze_decoder")
 _ROLE_AWARENESS = (*_PERSONA, "loss.weights.segment", "train.role_awareness")
 _AFTER_RA = (*_ROLE_AWARENESS, "ablation.role_awareness")
@@ -35,7 +38,7 @@ STAGE_KEYS = {  # the ablation's label is not a key: only what changes the train
     "joint": (*_AFTER_RA, "codebook", "ablation.persona_codebook", "predictor", "loss",
               "train.joint"),
     "no_persona": (*_SHARED, "peft.baseline", "peft.adapter", "train.no_persona"),
-    "scorer": ("dataset", "scorer", "seed"),
+    "scorer": ("dataset", "scorer", "seed", *_DEBUG),
 }
 _IGNORED = ("num_workers", "eval_batch_size", "trust_remote_code")  # change no weights
 
@@ -49,9 +52,17 @@ def _select(cfg: DictConfig, dotted: str):
     return value
 
 
+def _stage_settings(cfg: DictConfig, stage: str) -> dict:
+    """The settings `stage`'s fingerprint hashes; a neutral key at its neutral value, or
+    absent, is left out."""
+    absent = object()
+    return {key: _select(cfg, key) for key in STAGE_KEYS[stage]
+            if not is_neutral(key, OmegaConf.select(cfg, key, default=absent), absent)}
+
+
 def fingerprint(cfg: DictConfig, stage: str) -> str:
     """Hash of the settings that determine `stage`'s checkpoint (and nothing else)."""
-    settings = {key: _select(cfg, key) for key in STAGE_KEYS[stage]}
+    settings = _stage_settings(cfg, stage)
     blob = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -94,7 +105,7 @@ def save_stage(module: nn.Module, path: Path, stage: str, cfg: DictConfig,
     payload = {
         "stage": stage,
         "fingerprint": fingerprint(cfg, stage),
-        "settings": json.dumps({k: _select(cfg, k) for k in STAGE_KEYS[stage]}, default=str),
+        "settings": json.dumps(_stage_settings(cfg, stage), default=str),
         "state_dict": {k: v for k, v in state.items() if k not in reloadable},
     }
     tmp = path.with_suffix(".tmp")

@@ -26,6 +26,14 @@ NEUTRAL = {
 }
 
 
+def is_neutral(path: str, value, absent: object = None) -> bool:
+    """Whether the key at dotted `path` is a neutral key holding its neutral value (or the
+    `absent` marker: a neutral key that is not there at all)."""
+    if path not in NEUTRAL:
+        return False
+    return (absent is not None and value is absent) or _same(value, NEUTRAL[path])
+
+
 def without_neutral(value, at: str):
     """`value`, the plain (resolved) config at dotted path `at`, without the neutral keys that
     hold their neutral value, at any depth; any other value is returned as it is."""
@@ -34,7 +42,7 @@ def without_neutral(value, at: str):
     kept = {}
     for key, item in value.items():
         path = f"{at}.{key}"
-        if path in NEUTRAL and _same(item, NEUTRAL[path]):
+        if is_neutral(path, item):
             continue
         kept[key] = without_neutral(item, path)
     return kept
