@@ -37,14 +37,14 @@ TINY_JOINT = [
 ]
 
 
-def _dumping_save(trainer, module, path, stage, cfg, provenance=None):
+def _dumping_save(trainer, module, path, stage, cfg, provenance=None, best=None):
     dump = Path(os.environ["CODEBOOK_DUMP"])
     dump.mkdir(parents=True, exist_ok=True)
     with whole_parameters(trainer):  # FSDP keeps only a shard of `codes` on each rank
         state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()
                  if k.startswith("codebook.")}
     torch.save(state, dump / f"{stage}-rank{trainer.global_rank}.pt")
-    _save(trainer, module, path, stage, cfg, provenance)
+    _save(trainer, module, path, stage, cfg, provenance, best=best)
 
 
 class _KillAt(L.Callback):
