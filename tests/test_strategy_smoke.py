@@ -1,5 +1,6 @@
 """`experiments/strategy_smoke.sh` on the CPU: DDP (gloo, one process) trains stages 1 -> 2 -> 3
-and the script reports it; FSDP, which needs GPUs, fails clearly and makes the script fail."""
+and the script reports it; FSDP, which needs GPUs, fails clearly (a user error, exit status 2)
+and makes the script fail."""
 
 from __future__ import annotations
 
@@ -31,5 +32,5 @@ def test_smoke_script_trains_every_stage_under_ddp_and_flags_a_failing_strategy(
     stages = {Path(line.strip()).parts[-3] for line in lines if line.strip().endswith("model.ckpt")}
     assert stages == {"role_awareness", "codebook_init", "joint"}
     fsdp = next(line for line in lines if line.startswith("fsdp:"))
-    assert fsdp.startswith("fsdp: exit 1")
+    assert fsdp.startswith("fsdp: exit 2")  # a user error: one line, exit status 2
     assert "trainer=fsdp needs GPUs" in proc.stdout
