@@ -8,6 +8,7 @@ import pytest
 
 from morpheus_pl.data.example import DataFormatError, DialogExample
 from morpheus_pl.data.leakage import RoleLeakageError, check_role_leakage
+from morpheus_pl.errors import ConfigError
 
 
 def _example(role: str, sentence: str = "") -> DialogExample:
@@ -74,4 +75,4 @@ def test_no_warning_without_leak(caplog: pytest.LogCaptureFixture) -> None:
 def test_unknown_policy_raises_value_error(on_leak: str) -> None:
     with pytest.raises(ValueError, match="on_leak") as info:
         check_role_leakage(TRAIN, {"val": [_example("v1")]}, on_leak=on_leak)
-    assert type(info.value) is ValueError
+    assert type(info.value) is ConfigError  # a setting's error, not a data (leakage) error
