@@ -23,17 +23,22 @@ def mean_state(hidden: Tensor, mask: Tensor) -> Tensor:
     return (hidden * weights).sum(-2) / weights.sum(-2).clamp(min=1.0)
 
 
+POOLINGS = ("last", "mean", "last_mean")
+
+
 class DecoderPersonaEncoder(nn.Module):
     """The decoder itself encodes a segment from its last-layer hidden states.
 
     pooling="last": the state of the segment's last token (official code); "mean": the mean over
-    its tokens. The backbone is the decoder's base model, shared with it (same parameters).
+    its tokens; "last_mean": the average of the two (not in the paper: the last token carries a
+    sentence-final value, the mean a value anywhere; docs/persona_zoo.md). The backbone is the
+    decoder's base model, shared with it (same parameters).
     """
 
     def __init__(self, decoder: PreTrainedModel, pooling: str = "last") -> None:
         super().__init__()
-        if pooling not in ("last", "mean"):
-            raise ConfigError(f"encoder.pooling must be 'last' or 'mean', got {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"encoder.pooling must be one of {POOLINGS}, got {pooling!r}")
         self.backbone = decoder.base_model
         self.pooling = pooling
         self.output_dim = decoder.config.get_text_config(decoder=True).hidden_size
@@ -43,7 +48,9 @@ class DecoderPersonaEncoder(nn.Module):
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "last":
             return last_token_state(hidden, attention_mask)
-        return mean_state(hidden, attention_mask)
+        if self.pooling == "mean":
+            return mean_state(hidden, attention_mask)
+        return (last_token_state(hidden, attention_mask) + mean_state(hidden, attention_mask)) / 2
 
 
 class PretrainedPersonaEncoder(nn.Module):
