@@ -48,8 +48,10 @@ class RoleAwarenessStage(PersonaDialogStage):
         if gain is not None and self.global_rank == 0 and float(gain) < IGNORED_PREFIX_GAIN:
             log.warning("%s: the decoder ignores its persona prefix: val/persona_gain %.4f nats "
                         "per response token at the last validation (below %g); stage 1's segment "
-                        "reconstruction (loss.weights.segment > 0), more steps "
-                        "(train.<stage>.max_steps) or a larger decoder may help", type(self).__name__,
+                        "reconstruction (loss.weights.segment > 0), mean pooling of the persona "
+                        "segments (encoder.pooling=mean, where values are not sentence-final), more "
+                        "steps (train.<stage>.max_steps) or a larger decoder may help",
+                        type(self).__name__,
                         float(gain), IGNORED_PREFIX_GAIN)
 
     def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
