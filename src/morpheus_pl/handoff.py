@@ -7,7 +7,6 @@ codebook.beta finds and reuses one stage-1 checkpoint in every member.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import pickle
@@ -19,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from morpheus_pl.digest import settings_digest
 from morpheus_pl.errors import CheckpointError, MissingCheckpointError
 from morpheus_pl.neutral_keys import is_neutral, without_neutral
 
@@ -62,9 +62,7 @@ def _stage_settings(cfg: DictConfig, stage: str) -> dict:
 
 def fingerprint(cfg: DictConfig, stage: str) -> str:
     """Hash of the settings that determine `stage`'s checkpoint (and nothing else)."""
-    settings = _stage_settings(cfg, stage)
-    blob = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+    return settings_digest(_stage_settings(cfg, stage), 12, default=str)
 
 
 def checkpoint_path(cfg: DictConfig, stage: str) -> Path:
@@ -86,8 +84,7 @@ def evaluation_dir(cfg: DictConfig) -> Path:
     whether a scorer checkpoint exists (training one later makes the evaluation stale)."""
     settings = run_settings(cfg)
     settings["scorer_checkpoint_exists"] = checkpoint_path(cfg, "scorer").exists()
-    blob = json.dumps(settings, sort_keys=True, default=str)
-    return Path(cfg.paths.artifacts) / "evaluations" / hashlib.sha1(blob.encode()).hexdigest()[:12]
+    return Path(cfg.paths.artifacts) / "evaluations" / settings_digest(settings, 12, default=str)
 
 
 def save_stage(module: nn.Module, path: Path, stage: str, cfg: DictConfig,

@@ -19,7 +19,6 @@ Counts of examples, skips, roles and persona segments go to `stats.json` beside 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from morpheus_pl.data.example import DataFormatError
+from morpheus_pl.digest import settings_digest
 from morpheus_pl.modules.offline_models import resolve_model_path
 
 log = logging.getLogger("morpheus_pl")
@@ -51,8 +51,7 @@ class ChitchatConfig:
 
 def chitchat_dir(root: str | Path, settings: dict) -> Path:
     """The folder of one conversion: its settings' fingerprint names it."""
-    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(root) / f"chitchat-{digest}"
+    return Path(root) / f"chitchat-{settings_digest(settings, 10)}"
 
 
 def _package_file(spec: str) -> Path:

@@ -3,8 +3,6 @@ training split (model.tokenizer.train_vocab_size) or loaded, saved by fingerprin
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
+from morpheus_pl.digest import settings_digest
 from morpheus_pl.distributed import global_rank, wait_for
 from morpheus_pl.modules.decoder import load_tokenizer, train_tokenizer
 from morpheus_pl.neutral_keys import without_neutral
@@ -22,9 +21,8 @@ def tokenizer_dir(cfg: DictConfig) -> Path:
     of both (neutral keys at their neutral value left out: morpheus_pl/neutral_keys.py)."""
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     tok_cfg = OmegaConf.to_container(cfg.model, resolve=True)["tokenizer"]
-    key = json.dumps([without_neutral(dataset, "dataset"), without_neutral(tok_cfg, "model.tokenizer")],
-                     sort_keys=True, default=str)
-    return Path(cfg.paths.artifacts) / "tokenizers" / hashlib.sha1(key.encode()).hexdigest()[:12]
+    key = [without_neutral(dataset, "dataset"), without_neutral(tok_cfg, "model.tokenizer")]
+    return Path(cfg.paths.artifacts) / "tokenizers" / settings_digest(key, 12, default=str)
 
 
 def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from morpheus_pl.data.chitchat import ChitchatConfig, chitchat_dir, write_chitchat_splits
 from morpheus_pl.data.example import DataFormatError, DialogExample
 from morpheus_pl.data.formats import read_examples, read_hf_dataset
 from morpheus_pl.data.synthetic_world import PersonaWorld, WorldConfig, check_world_dataset
+from morpheus_pl.digest import settings_digest
 from morpheus_pl.errors import ConfigError
 
 
 def world_dir(root: str | Path, world: dict) -> Path:
     """The folder of one synthetic world: its knobs' fingerprint names it."""
-    digest = hashlib.sha1(json.dumps(world, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(root) / f"world-{digest}"
+    return Path(root) / f"world-{settings_digest(world, 10)}"
 
 
 def load_split(dataset: dict, split: str) -> list[DialogExample]:
