@@ -8,10 +8,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from morpheus_pl.evaluation_stage import generation_kind
 from morpheus_pl.handoff import checkpoint_path, fingerprint
 from morpheus_pl.loggers import run_tags
 from morpheus_pl.pipeline import build_stage, builds_on, train_stage
-from morpheus_pl.run import generation_kind
 from morpheus_pl.stages.joint import JointTrainingStage
 from morpheus_pl.stages.joint_without_codebook import JointWithoutCodebookStage
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from morpheus_pl import run
+from morpheus_pl import config_checks, run
 from morpheus_pl.data.example import DataFormatError
 from morpheus_pl.data.leakage import RoleLeakageError
 from morpheus_pl.data.sources import load_split
@@ -31,7 +31,7 @@ from morpheus_pl.modules.offline_models import resolve_model_path
 
 from conftest import compose_tiny
 
-# N=3 codes cannot give M=5 distinct ones: run.check_decode refuses it before any data work
+# N=3 codes cannot give M=5 distinct ones: config_checks.check_decode refuses it before any data work
 BAD_DECODE = ("predictor.decode=top_m_distinct", "codebook.N=3")
 DECODE_MESSAGE = ("predictor.decode=top_m_distinct picks M distinct codes and needs codebook.N >= "
                   "data.num_segments (N=3, M=5): raise codebook.N or set predictor.decode=argmax")
@@ -84,7 +84,7 @@ def test_settings_that_cannot_work_raise_config_errors() -> None:
     with pytest.raises(ConfigError, match="predictor.decode must be one of"):
         decode_codes(torch.zeros(1, 2, 3), "no_such_mode")
     with pytest.raises(ConfigError, match="trainer=fsdp needs GPUs"):
-        run.check_strategy({"strategy": "fsdp", "accelerator": "cpu"})
+        config_checks.check_strategy({"strategy": "fsdp", "accelerator": "cpu"})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")

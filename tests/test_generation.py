@@ -138,7 +138,7 @@ def test_oracle_codes_is_morpheus_with_a_perfect_predictor(stage, batch, monkeyp
 
 
 def test_eval_systems_are_checked_before_training(tiny_compose):
-    from morpheus_pl.run import check_systems
+    from morpheus_pl.config_checks import check_systems
 
     with pytest.raises(ValueError, match=r"unknown system\(s\) \['oracle'\]"):
         check_systems(tiny_compose("eval.systems=[morpheus,oracle]"))
@@ -148,7 +148,7 @@ def test_eval_systems_are_checked_before_training(tiny_compose):
 
 
 def test_top_m_distinct_with_fewer_codes_than_slots_fails_before_training(tiny_compose):
-    from morpheus_pl.run import check_decode
+    from morpheus_pl.config_checks import check_decode
 
     with pytest.raises(ValueError, match=r"needs codebook.N >= data.num_segments \(N=4, M=5\)"):
         check_decode(tiny_compose("codebook.N=4"))

@@ -12,8 +12,8 @@ import pytest
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from morpheus_pl.config_checks import check_strategy
 from morpheus_pl.distributed import training_lock
-from morpheus_pl.run import check_strategy
 
 
 def test_rank_above_zero_waits_until_its_rank_0_owns_the_lock(tmp_path, monkeypatch) -> None:

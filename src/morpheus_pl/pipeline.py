@@ -42,6 +42,7 @@ STAGE_CLASSES = {
     "no_persona": NoPersonaStage,
 }
 NEW_PARTS = {"codebook_init": ("codebook.",), "joint": ("predictor.",)}
+TRAINED = ("role_awareness", "codebook_init", "joint", "no_persona")  # stage=<name> trains it alone
 
 
 def _plain(cfg: DictConfig, key: str) -> dict:

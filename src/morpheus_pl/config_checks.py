@@ -1,0 +1,54 @@
+"""Checks of the composed config that fail a run before any data or model work: settings that
+cannot work together raise a `UserError` (`error: <message>`, exit status 2) at once, not hours
+into training."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from omegaconf import DictConfig
+
+from morpheus_pl.errors import ConfigError, MissingPackageError
+from morpheus_pl.evaluation_stage import SYSTEM_STAGES
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every check that applies to `cfg.stage.name`: strategy, then systems, then decode."""
+    check_strategy(cfg.trainer)
+    if cfg.stage.name in ("pipeline", "evaluate"):
+        check_systems(cfg)
+    if cfg.stage.name in ("joint", "pipeline", "evaluate"):
+        check_decode(cfg)
+
+
+def check_systems(cfg: DictConfig) -> None:
+    """Fail before any training on an `eval.systems` entry that cannot be evaluated."""
+    unknown = [s for s in cfg.eval.systems if s not in SYSTEM_STAGES]
+    if unknown:
+        raise ConfigError(f"eval.systems: unknown system(s) {unknown}; expected some of "
+                          f"{list(SYSTEM_STAGES)}")
+    if "oracle_codes" in cfg.eval.systems and not cfg.ablation.persona_codebook:
+        raise ConfigError(f"eval.systems: oracle_codes needs the persona codebook, which "
+                          f"ablation={cfg.ablation.name} removes")
+
+
+def check_decode(cfg: DictConfig) -> None:
+    """Fail before any training when `predictor.decode` cannot pick M codes from N."""
+    n, m = cfg.codebook.N, cfg.data.num_segments
+    if cfg.predictor.decode == "top_m_distinct" and cfg.ablation.persona_codebook and n < m:
+        raise ConfigError(f"predictor.decode=top_m_distinct picks M distinct codes and needs "
+                          f"codebook.N >= data.num_segments (N={n}, M={m}): raise codebook.N or "
+                          f"set predictor.decode=argmax")
+
+
+def check_strategy(trainer: DictConfig) -> None:
+    """Fail before any data or model work on a strategy that cannot run here: DeepSpeed without
+    its package, FSDP on CPUs (Lightning's FSDP needs GPUs)."""
+    strategy = str(trainer.get("strategy") or "auto")  # null: Lightning's default
+    if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise MissingPackageError(f"trainer.strategy={strategy} needs DeepSpeed, which is not "
+                                  f"installed: pip install deepspeed (or choose trainer=ddp or "
+                                  f"trainer=fsdp)")
+    if strategy.startswith("fsdp") and trainer.get("accelerator") == "cpu":
+        raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDP does not run on CPUs); on "
+                          "CPUs use trainer=ddp trainer.accelerator=cpu")
