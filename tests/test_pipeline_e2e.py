@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 # conf/debug/tiny.yaml (GPT-2 2 x 32, N=8, 6 steps per stage and for the scorer, 6 new tokens)
 # with a larger world, a smaller tokenizer, and a small consistency scorer trained
@@ -34,6 +35,11 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     out_dir = tmp_path / "run"
     proc = _run(tmp_path, f"hydra.run.dir={out_dir}")
     assert proc.stdout.strip().splitlines()[-1] == str(out_dir)
+
+    resolved = yaml.safe_load((out_dir / "config_resolved.yaml").read_text())
+    assert resolved["paths"]["output"] == str(out_dir)  # interpolations filled in
+    assert resolved["model"]["architecture"]["n_embd"] == 32 and resolved["optim"]["lr"] == 1e-3
+    assert "config: stage=pipeline dataset=synthetic model=tiny" in (out_dir / "run.log").read_text()
 
     results = json.loads((out_dir / "results.json").read_text())
     for system in ("morpheus", "no_persona", "true_persona"):

@@ -108,3 +108,14 @@ def finish_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish()
+
+
+def record_config(cfg: DictConfig, out_dir: Path) -> Path:
+    """Write the resolved config (every interpolation filled in, as the run uses it) to
+    `out_dir/config_resolved.yaml` (Hydra's `.hydra/config.yaml` keeps the interpolations) and
+    log the chosen config-group options on one line; returns the file."""
+    groups = ("stage", "dataset", "model", "encoder", "peft", "trainer", "ablation")
+    path = out_dir / "config_resolved.yaml"
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    log.info("config: %s (resolved: %s)", " ".join(f"{g}={_choice(cfg, g)}" for g in groups), path)
+    return path

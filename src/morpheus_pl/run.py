@@ -30,9 +30,10 @@ from omegaconf import DictConfig
 from morpheus_pl.allocator import tune_glibc_malloc
 from morpheus_pl.config_checks import check_config
 from morpheus_pl.data.prepare import prepare_data
+from morpheus_pl.distributed import global_rank
 from morpheus_pl.errors import ConfigError, UserError
 from morpheus_pl.evaluation_stage import evaluate_stage
-from morpheus_pl.loggers import finish_wandb
+from morpheus_pl.loggers import finish_wandb, record_config
 from morpheus_pl.pipeline import TRAINED, train_scorer, train_stage
 
 log = logging.getLogger("morpheus_pl")
@@ -46,6 +47,8 @@ def run(cfg: DictConfig) -> Path:
         tune_glibc_malloc()
     out_dir = Path(cfg.paths.output)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if global_rank() == 0:
+        record_config(cfg, out_dir)
     started = time.perf_counter()
     dm, tokenizer_dir = prepare_data(cfg)
     stage = cfg.stage.name
