@@ -133,3 +133,21 @@ def test_a_pipeline_stage_keeps_its_best_validation(tiny_compose, tiny_data, tmp
     best = torch.load(best_files[0], map_location="cpu", weights_only=True)["state_dict"]
     assert saved.keys() == best.keys()
     assert all(torch.equal(saved[k], best[k]) for k in saved)
+
+
+def test_the_validation_schedule_does_not_change_the_training(tiny_compose, tiny_data, tmp_path):
+    """Validating every 2 steps or never within 12 gives the same weights: validation draws
+    nothing from the global random state that the training's dropout uses."""
+    from morpheus_pl.pipeline import train_stage
+
+    dm, tokenizer_dir = tiny_data
+    weights = []
+    for every in (2, 1000):
+        root = tmp_path / str(every)
+        cfg = tiny_compose(f"paths.root={root}", f"paths.output={root / 'out'}",
+                           "train.no_persona.max_steps=12", f"train.val_every_n_steps={every}",
+                           "seed=5")
+        weights.append(read_stage_checkpoint(train_stage(cfg, "no_persona", dm, tokenizer_dir))
+                       ["state_dict"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

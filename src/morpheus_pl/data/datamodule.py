@@ -162,8 +162,15 @@ class PersonaDialogDataModule(L.LightningDataModule):
     def _loader(self, split: str, batch_size: int) -> DataLoader:
         if split not in self.encoded:
             self.setup()
-        return DataLoader(self.encoded[split], batch_size=batch_size, shuffle=False,
-                          collate_fn=self.collate, num_workers=self.num_workers)
+        return self._in_order(self.encoded[split], batch_size)
+
+    def _in_order(self, items, batch_size: int) -> DataLoader:
+        """An unshuffled loader with its own generator: a DataLoader without one draws its base
+        seed from the global random state each time it is iterated, so every validation shifted
+        the training's dropout and the results depended on the validation schedule."""
+        return DataLoader(items, batch_size=batch_size, shuffle=False, collate_fn=self.collate,
+                          num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled in an order fixed by `seed`, and resumable mid-epoch (morpheus_pl.resume)."""
@@ -188,8 +195,7 @@ class PersonaDialogDataModule(L.LightningDataModule):
             if item["example"].role not in seen:
                 seen.add(item["example"].role)
                 items.append({**item, "index": len(items)})
-        return DataLoader(items, batch_size=self.eval_batch_size, shuffle=False,
-                          collate_fn=self.collate, num_workers=self.num_workers)
+        return self._in_order(items, self.eval_batch_size)
 
     def training_texts(self) -> list[str]:
         """All training text (personas, turns, responses): the tiny tokenizer is trained on it."""
