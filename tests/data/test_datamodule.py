@@ -1,6 +1,7 @@
 """PersonaDialogDataModule: the batch views every stage uses, left truncation, role leakage."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -150,6 +151,20 @@ def test_disjoint_roles_set_up(tiny_data, tmp_path):
     assert {k: len(v) for k, v in dm.encoded.items()} == {"train": 2, "val": 1, "test": 3}
     batch = next(iter(dm.test_dataloader()))
     assert batch["segment_ids"].shape[0] == 3 * 2
+
+
+def test_personas_longer_than_m_are_counted_in_a_warning(tiny_data, tmp_path, caplog):
+    _, tok_dir = tiny_data
+    _write_split(tmp_path / "train.json", [["i like tea.", "i sing.", "i swim."], ["i have a dog."]])
+    _write_split(tmp_path / "val.json", [["i sing opera. i ski."]])  # two segments in one sentence
+    _write_split(tmp_path / "test.json", [["i fly planes."]])
+    dm = PersonaDialogDataModule(_files_dataset(tmp_path), num_segments=2)
+    dm.set_tokenizers(load_tokenizer(tok_dir))
+    with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
+        dm.setup()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "morpheus_pl"]
+    assert len(warnings) == 1  # val's two segments fit M=2; test's one is padded, not cut
+    assert "/train: 1 of 2 personas have more than data.num_segments=2 segments" in warnings[0]
 
 
 def test_setup_needs_tokenizers(tmp_path):

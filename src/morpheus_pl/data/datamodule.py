@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from morpheus_pl.data.example import BatchExamples, DataFormatError, DialogExample
 from morpheus_pl.data.leakage import check_role_leakage
-from morpheus_pl.data.persona import split_persona, truncate_history_left
+from morpheus_pl.data.persona import persona_segments, split_persona, truncate_history_left
 from morpheus_pl.data.sources import load_split
 from morpheus_pl.resume import training_loader
 
@@ -87,6 +87,19 @@ class PersonaDialogDataModule(L.LightningDataModule):
         for split in ("train", "val", "test"):
             if split not in self.encoded:
                 self.encoded[split] = [self.encode(ex) for ex in self.read(split)]
+                self._warn_cut_personas(split)
+
+    def _warn_cut_personas(self, split: str) -> None:
+        """Say how many personas have more segments than M (data.num_segments): those after the
+        M-th never reach the persona prefix (Eq. 3 keeps M)."""
+        examples = self.read(split)
+        cut = sum(len(persona_segments(ex.persona, self.dataset["separator"])) > self.num_segments
+                  for ex in examples)
+        if cut:
+            log.warning("%s/%s: %d of %d personas have more than data.num_segments=%d segments; "
+                        "the segments after the %d-th are left out of the persona prefix (raise "
+                        "data.num_segments to keep them)", self.dataset["name"], split, cut,
+                        len(examples), self.num_segments, self.num_segments)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -33,10 +33,16 @@ def split_persona(persona: Sequence[str] | str, separator: str, num_segments: in
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
     sentences = [persona] if isinstance(persona, str) else list(persona)
-    segments = [seg for sentence in sentences for seg in split_sentences(sentence, separator)]
+    segments = persona_segments(sentences, separator)
     if not segments:
         raise ValueError(f"empty persona: no non-empty segment in {sentences!r}")
     return [segments[i % len(segments)] for i in range(num_segments)]
+
+
+def persona_segments(persona: Sequence[str] | str, separator: str) -> list[str]:
+    """Every segment of a persona before padding or truncation to M (`split_persona`)."""
+    sentences = [persona] if isinstance(persona, str) else list(persona)
+    return [seg for sentence in sentences for seg in split_sentences(sentence, separator)]
 
 
 def truncate_history_left(turn_token_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
