@@ -32,9 +32,9 @@ def split_persona(persona: Sequence[str] | str, separator: str, num_segments: in
     """
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
-    sentences = [persona] if isinstance(persona, str) else list(persona)
-    segments = persona_segments(sentences, separator)
+    segments = persona_segments(persona, separator)
     if not segments:
+        sentences = [persona] if isinstance(persona, str) else list(persona)
         raise ValueError(f"empty persona: no non-empty segment in {sentences!r}")
     return [segments[i % len(segments)] for i in range(num_segments)]
 
