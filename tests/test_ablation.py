@@ -144,3 +144,4 @@ def test_every_ablation_of_the_table4_sweep_composes(tiny_compose):
     for ablation in _experiment("table4").hydra.sweeper.params.ablation.split(","):
         cfg = tiny_compose("+experiment=table4", f"ablation={ablation}")
         assert cfg.ablation.name == ablation and cfg.ablation.label
+

@@ -160,6 +160,7 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
     module = build_stage(cfg, stage, tokenizer_dir)
     if previous_path is not None:
         load_stage_weights(module, previous_path, NEW_PARTS[stage], stage=previous)
+    module.count_persona_tokens(dm)
     work_dir = path.parent
     convergence = []
     if stage == "codebook_init":

@@ -201,14 +201,23 @@ class PersonaDialogDataModule(L.LightningDataModule):
     def persona_dataloader(self) -> DataLoader:
         """Every training role's persona once (stage 2 encodes these |D| segments); each batch
         carries the items' `index`, so ranks that encode shards can restore this order."""
+        items = [{**item, "index": i} for i, item in enumerate(self._training_roles())]
+        return self._in_order(items, self.eval_batch_size)
+
+    def persona_segment_tokens(self) -> list[list[int]]:
+        """The persona encoder's token ids of every training role's segments, each role once."""
+        return [segment for item in self._training_roles() for segment in item["segments"]]
+
+    def _training_roles(self) -> list[dict]:
+        """The first encoded training example of every role, in order."""
         if "train" not in self.encoded:
             self.setup()
         seen, items = set(), []
         for item in self.encoded["train"]:
             if item["example"].role not in seen:
                 seen.add(item["example"].role)
-                items.append({**item, "index": len(items)})
-        return self._in_order(items, self.eval_batch_size)
+                items.append(item)
+        return items
 
     def training_texts(self) -> list[str]:
         """All training text (personas, turns, responses): the tiny tokenizer is trained on it."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
@@ -23,16 +26,44 @@ def mean_state(hidden: Tensor, mask: Tensor) -> Tensor:
     return (hidden * weights).sum(-2) / weights.sum(-2).clamp(min=1.0)
 
 
-POOLINGS = ("last", "mean", "last_mean")
+def weighted_mean_state(hidden: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
+    """Mean of the hidden states (.., L, d) over the real tokens, token t weighted by weights[t]."""
+    weights = weights * mask.to(weights.dtype)
+    return (hidden * weights.unsqueeze(-1).to(hidden.dtype)).sum(-2) / weights.sum(-1, keepdim=True).clamp(
+        min=torch.finfo(weights.dtype).tiny).to(hidden.dtype)
+
+
+POOLINGS = ("last", "mean", "last_mean", "sif")
+# Smooth inverse frequency a / (a + p(token)) (Arora, Liang & Ma 2017, "A simple but tough-to-beat
+# baseline for sentence embeddings"; their range is 1e-4 to 1e-3): a token in one in a thousand
+# persona tokens gets half the weight of an unseen one.
+SIF_A = 1e-3
+
+
+def sif_weights(segments: Iterable[list[int]], vocab_size: int, a: float = SIF_A) -> Tensor:
+    """a / (a + p(t)) per token id t, p the token's share of all tokens of `segments`."""
+    counts = Counter(t for segment in segments for t in segment)
+    total = sum(counts.values())
+    if total == 0:
+        raise ValueError("sif_weights: no persona segment tokens to count")
+    freq = torch.zeros(vocab_size, dtype=torch.float64)
+    ids = torch.tensor(list(counts), dtype=torch.long)
+    if int(ids.max()) >= vocab_size:
+        raise ValueError(f"sif_weights: token id {int(ids.max())} outside the vocabulary ({vocab_size})")
+    freq[ids] = torch.tensor(list(counts.values()), dtype=torch.float64) / total
+    return (a / (a + freq)).float()
 
 
 class DecoderPersonaEncoder(nn.Module):
     """The decoder itself encodes a segment from its last-layer hidden states.
 
     pooling="last": the state of the segment's last token (official code); "mean": the mean over
-    its tokens; "last_mean": the average of the two (not in the paper: the last token carries a
-    sentence-final value, the mean a value anywhere; docs/persona_zoo.md). The backbone is the
-    decoder's base model, shared with it (same parameters).
+    its tokens; "last_mean": the average of the two; "sif": the mean weighted by each token's
+    smooth inverse frequency in the training personas (`fit_token_weights`), so the rare words
+    that tell personas apart (the values) count and the template words every persona shares do
+    not, wherever in the sentence they stand. The last three are not in the paper
+    (docs/persona_zoo.md). The backbone is the decoder's base model, shared with it (same
+    parameters).
     """
 
     def __init__(self, decoder: PreTrainedModel, pooling: str = "last") -> None:
@@ -42,10 +73,29 @@ class DecoderPersonaEncoder(nn.Module):
         self.backbone = decoder.base_model
         self.pooling = pooling
         self.output_dim = decoder.config.get_text_config(decoder=True).hidden_size
+        if pooling == "sif":
+            # buffers: saved with every stage checkpoint, so later stages and evaluation weigh
+            # tokens as the stage that counted them did
+            vocab_size = decoder.get_input_embeddings().num_embeddings
+            self.register_buffer("token_weights", torch.ones(vocab_size))
+            self.register_buffer("token_weights_fitted", torch.tensor(False))
+
+    @property
+    def needs_token_weights(self) -> bool:
+        """Whether `fit_token_weights` must run before training (sif pooling, not yet counted)."""
+        return self.pooling == "sif" and not bool(self.token_weights_fitted)
+
+    def fit_token_weights(self, segments: Iterable[list[int]]) -> None:
+        """Count the training persona segments' tokens (each role's persona once) for "sif"."""
+        weights = sif_weights(segments, self.token_weights.numel())
+        self.token_weights.copy_(weights.to(self.token_weights.device))
+        self.token_weights_fitted.fill_(True)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """(S, L) segment tokens -> (S, d)."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "sif":
+            return weighted_mean_state(hidden, attention_mask, self.token_weights[input_ids])
         if self.pooling == "last":
             return last_token_state(hidden, attention_mask)
         if self.pooling == "mean":

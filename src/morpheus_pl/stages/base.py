@@ -87,6 +87,13 @@ class PersonaDialogStage(NormClippingModule):
             for logger in self.loggers:
                 logger.log_hyperparams({f"params/{k}": v for k, v in budget.items()})
 
+    def count_persona_tokens(self, datamodule) -> None:
+        """sif pooling: count the training personas' tokens, once, before the first stage that
+        encodes personas trains or encodes (later stages load the counts with its checkpoint)."""
+        encoder = getattr(self, "persona_encoder", None)
+        if getattr(encoder, "needs_token_weights", False):
+            encoder.fit_token_weights(datamodule.persona_segment_tokens())
+
     @property
     def generating_model(self) -> nn.Module:
         """The model whose `generate` produces this stage's responses."""
