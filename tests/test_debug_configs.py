@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from morpheus_pl import pipeline
+from morpheus_pl.scorer.training import train_scorer
 
 
 @pytest.fixture()
@@ -41,7 +42,7 @@ def test_fast_dev_run_trains_every_stage_on_one_batch(tiny_compose, tiny_data, t
     for stage in ("role_awareness", "codebook_init", "joint"):
         assert pipeline.checkpoint_path(cfg, stage).exists(), stage
     assert joint == pipeline.checkpoint_path(cfg, "joint")
-    assert pipeline.train_scorer(cfg, dm).exists()
+    assert train_scorer(cfg, dm).exists()
     assert len(trainers) == 4 and all(t.fast_dev_run for t in trainers)
     fitted = [trainers[0], trainers[2], trainers[3]]  # stage 1, joint training, the scorer
     assert [t.global_step for t in fitted] == [1, 1, 1]

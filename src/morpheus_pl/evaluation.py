@@ -23,12 +23,12 @@ from tqdm import tqdm
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.errors import DeviceUnavailableError
 from morpheus_pl.generation import GenerationConfig, generate_batch
-from morpheus_pl.metrics.consistency import ConsistencyScore
 from morpheus_pl.metrics.report import ONE_PROCESS, metric_tokenizer_name, score_predictions
 from morpheus_pl.metrics.table_columns import TABLE_GROUPS
 from morpheus_pl.modules.code_predictor import set_recall
+from morpheus_pl.scorer.metric import ConsistencyScore
+from morpheus_pl.scorer.module import ConsistencyScorerStage
 from morpheus_pl.stages.base import PersonaDialogStage
-from morpheus_pl.stages.consistency_scorer import ConsistencyScorerStage
 
 log = logging.getLogger("morpheus_pl")
 SAMPLE_GENERATIONS = 50  # per system, into the loggers' generations table

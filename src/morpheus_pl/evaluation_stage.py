@@ -21,7 +21,8 @@ from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
 from morpheus_pl.handoff import checkpoint_path, evaluation_dir, run_settings
 from morpheus_pl.loggers import build_loggers
-from morpheus_pl.pipeline import load_scorer, load_trained, train_scorer, train_stage
+from morpheus_pl.pipeline import load_trained, train_stage
+from morpheus_pl.scorer.training import load_scorer, train_scorer
 
 log = logging.getLogger("morpheus_pl")
 EVALUATION_FILES = ("results.json", "results.md", "predictions.jsonl")

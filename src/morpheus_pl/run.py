@@ -34,7 +34,8 @@ from morpheus_pl.distributed import global_rank
 from morpheus_pl.errors import ConfigError, UserError
 from morpheus_pl.evaluation_stage import evaluate_stage
 from morpheus_pl.loggers import finish_wandb, record_config
-from morpheus_pl.pipeline import TRAINED, train_scorer, train_stage
+from morpheus_pl.pipeline import TRAINED, train_stage
+from morpheus_pl.scorer.training import train_scorer
 
 log = logging.getLogger("morpheus_pl")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")

@@ -25,7 +25,7 @@ def test_missing_package_and_folder_are_named() -> None:
 
 
 def test_minilm_scorer_loads_offline_with_its_tokenizer() -> None:
-    from morpheus_pl.modules.text_classifier import build_classifier, load_classifier_tokenizer
+    from morpheus_pl.scorer.classifier import build_classifier, load_classifier_tokenizer
 
     folder = Path(resolve_model_path(MINILM))
     assert (folder / "model.safetensors").exists()

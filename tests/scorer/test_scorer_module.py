@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from morpheus_pl.data.consistency import ConsistencyDataModule
-from morpheus_pl.modules.text_classifier import build_classifier, train_pair_tokenizer
-from morpheus_pl.stages.consistency_scorer import ConsistencyScorerStage
+from morpheus_pl.scorer.classifier import build_classifier, train_pair_tokenizer
+from morpheus_pl.scorer.module import ConsistencyScorerStage
+from morpheus_pl.scorer.triples import ConsistencyDataModule
 
 TINY_BERT = {"model_type": "bert", "num_hidden_layers": 2, "hidden_size": 32,
              "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}
@@ -49,7 +49,7 @@ def test_predictions_do_not_depend_on_batching(scorer_tok_dir) -> None:
 
 def test_a_few_steps_fit_a_fixed_batch(scorer_tok_dir) -> None:
     scorer = _scorer(scorer_tok_dir)
-    from morpheus_pl.data.consistency import scorer_inputs
+    from morpheus_pl.scorer.triples import scorer_inputs
 
     batch = dict(scorer_inputs(scorer.tokenizer, PERSONAS, CONTEXTS, RESPONSES, 64, 2))
     labels = torch.tensor([2, 1, 0] * 3)
@@ -72,7 +72,7 @@ def test_pretrained_source_loads_a_local_copy_offline(scorer_tok_dir, tmp_path) 
     loaded = ConsistencyScorerStage(str(tmp_path), {"source": "pretrained",
                                                     "name_or_path": str(tmp_path)},
                                     OPTIM, max_length=64, max_context_turns=2).eval()
-    from morpheus_pl.data.consistency import scorer_inputs
+    from morpheus_pl.scorer.triples import scorer_inputs
 
     batch = dict(scorer_inputs(scorer.tokenizer, PERSONAS, CONTEXTS, RESPONSES, 64, 2))
     with torch.no_grad():
@@ -80,7 +80,7 @@ def test_pretrained_source_loads_a_local_copy_offline(scorer_tok_dir, tmp_path) 
 
 
 def test_missing_pretrained_encoder_names_it_and_the_fix(scorer_tok_dir, tmp_path) -> None:
-    from morpheus_pl.modules.text_classifier import load_classifier_tokenizer
+    from morpheus_pl.scorer.classifier import load_classifier_tokenizer
 
     tok = load_classifier_tokenizer(scorer_tok_dir)
     with pytest.raises(OSError, match="no-such-encoder.*scorer.model.name_or_path"):
@@ -90,7 +90,7 @@ def test_missing_pretrained_encoder_names_it_and_the_fix(scorer_tok_dir, tmp_pat
 
 
 def test_train_report_reuse_and_load(tiny_compose, tiny_data) -> None:
-    from morpheus_pl.pipeline import load_scorer, train_scorer
+    from morpheus_pl.scorer.training import load_scorer, train_scorer
 
     dm, _ = tiny_data
     cfg = tiny_compose("scorer.max_steps=4", "scorer.batch_size=8",

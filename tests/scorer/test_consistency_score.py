@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from morpheus_pl.metrics.consistency import ConsistencyScore
+from morpheus_pl.scorer.metric import ConsistencyScore
 
 
 def test_hand_worked_shares() -> None:

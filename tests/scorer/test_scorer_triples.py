@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from morpheus_pl.data.consistency import (
+from morpheus_pl.data.example import DialogExample
+from morpheus_pl.scorer.triples import (
     CONSISTENT_COHERENT,
     CONSISTENT_ONLY,
     INCONSISTENT,
     ConsistencyDataModule,
     consistency_triples,
 )
-from morpheus_pl.data.example import DialogExample
 
 
 def _ex(role: str, turn: int, response: str) -> DialogExample:
@@ -73,7 +73,7 @@ def test_no_distinct_other_response_names_the_record() -> None:
 
 
 def test_datamodule_batches_pairs_with_labels(tmp_path) -> None:
-    from morpheus_pl.modules.text_classifier import train_pair_tokenizer
+    from morpheus_pl.scorer.classifier import train_pair_tokenizer
 
     tok = train_pair_tokenizer([ex.response for ex in EXAMPLES] * 3, 300,
                                tmp_path)

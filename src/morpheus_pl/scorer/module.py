@@ -1,8 +1,8 @@
 """The consistency scorer (paper §4.3): a 3-way classifier over (persona, context, response).
 
-Labels (data/consistency.py): 2 consistent and coherent, 1 consistent but no fit for the context,
+Labels (scorer/triples.py): 2 consistent and coherent, 1 consistent but no fit for the context,
 0 inconsistent with the persona. Con.Score is the share of generated responses it labels 1 or 2,
-Coh-Con.Score the share labelled 2 (metrics/consistency.py). Its held-out accuracy and confusion
+Coh-Con.Score the share labelled 2 (scorer/metric.py). Its held-out accuracy and confusion
 matrix come from `trainer.test` on the test split's triples.
 """
 
@@ -15,8 +15,8 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from morpheus_pl.data.consistency import scorer_inputs
-from morpheus_pl.modules.text_classifier import build_classifier, load_classifier_tokenizer
+from morpheus_pl.scorer.classifier import build_classifier, load_classifier_tokenizer
+from morpheus_pl.scorer.triples import scorer_inputs
 from morpheus_pl.stages.base import adamw_with_linear_warmup
 from morpheus_pl.stages.gradient_clipping import NormClippingModule
 

@@ -1,6 +1,6 @@
 """Con.Score and Coh-Con.Score (paper §4.3) from the consistency scorer's predicted labels.
 
-Labels (data/consistency.py): 2 consistent and coherent, 1 consistent only, 0 inconsistent.
+Labels (scorer/triples.py): 2 consistent and coherent, 1 consistent only, 0 inconsistent.
 Con.Score = 100 × share labelled 1 or 2; Coh-Con.Score = 100 × share labelled 2; nan before any
 sample. Label counts are "sum" states, so the scores are exact under DDP.
 """
@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from morpheus_pl.data.consistency import CONSISTENT_COHERENT, CONSISTENT_ONLY
 from morpheus_pl.metrics.state import mean_or_nan
+from morpheus_pl.scorer.triples import CONSISTENT_COHERENT, CONSISTENT_ONLY
 
 NUM_LABELS = 3
 
