@@ -12,7 +12,7 @@ from morpheus_pl.evaluation_stage import evaluate_stage
 from morpheus_pl.generation import GenerationConfig, generate_batch, prefix_for
 from morpheus_pl.modules.code_predictor import code_loss
 from morpheus_pl.modules.order_free_loss import bag_loss, set_loss
-from morpheus_pl.modules.prefix_lm import history_state
+from morpheus_pl.modules.prefix_lm import history_state, prefix_lm_loss
 from morpheus_pl.pipeline import build_stage, load_trained, train_stage
 
 
@@ -132,3 +132,18 @@ def test_pipeline_with_the_set_loss_slot_attention_and_the_expected_prefix(tiny_
     with torch.no_grad():
         assert torch.equal(codes, module.code_logits(test_batch).argmax(-1))
     assert len(texts) == test_batch["history_ids"].shape[0]
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to .self.log")
+def test_train_as_you_infer_conditions_on_the_expected_prefix(tiny_compose, tiny_data, batch):
+    """`loss.predicted_prefix_share` with decode=expected: L_G sees the prefix generation will."""
+    stage = build_stage(tiny_compose("loss.predicted_prefix_share=1.0", "predictor.decode=expected"),
+                        "joint", tiny_data[1]).train()
+    for module in stage.modules():  # training mode without dropout: losses are comparable
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    gen = stage.losses(batch)["gen"]
+    with torch.no_grad():
+        kv = prefix_for(stage, batch, "morpheus", "expected")[0]
+        expected = prefix_lm_loss(stage.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"], kv)
+    assert float(gen) == pytest.approx(float(expected), abs=1e-5)
