@@ -28,6 +28,7 @@ from morpheus_pl.modules.decoder import fuse_gelu_tanh
 from morpheus_pl.modules.persona_codebook import PersonaCodebook
 from morpheus_pl.modules.prefix_lm import history_state
 from morpheus_pl.modules.prefix_projector import PrefixProjector, kv_layout
+from morpheus_pl.stages.joint import JointTrainingStage
 
 BATCH, HISTORY, CODES, SLOTS = 8, 128, 100, 5
 RUNS = 5
@@ -44,6 +45,9 @@ class _Tokenizer:
 
 class MorpheusParts(nn.Module):
     """The inference-time parts of the joint stage (Eq. 1), around one decoder."""
+
+    predictor_cfg = {"expected_top_k": None}
+    predicted_vectors = JointTrainingStage.predicted_vectors  # picked codes -> prefix vectors
 
     def __init__(self) -> None:
         super().__init__()

@@ -148,14 +148,14 @@ def timed_parts(model, totals: dict):
                 totals[name] = totals.get(name, 0.0) + time.perf_counter() - start
         return wrapped
 
-    saved = (joint.history_state, joint.prefix_lm_loss, model.persona_encoder.forward)
-    joint.history_state = timer("history pass (fwd)", prefix_lm.history_state)
+    saved = (joint.history_states, joint.prefix_lm_loss, model.persona_encoder.forward)
+    joint.history_states = timer("history pass (fwd)", prefix_lm.history_states)
     joint.prefix_lm_loss = timer("generation pass (fwd)", prefix_lm.prefix_lm_loss)
     model.persona_encoder.forward = timer("persona encoding (fwd)", model.persona_encoder.forward)
     try:
         yield
     finally:
-        joint.history_state, joint.prefix_lm_loss, model.persona_encoder.forward = saved
+        joint.history_states, joint.prefix_lm_loss, model.persona_encoder.forward = saved
 
 
 def measure(variant: str, default_malloc: bool, device: str) -> dict:

@@ -10,14 +10,18 @@ from omegaconf import DictConfig
 
 from morpheus_pl.errors import ConfigError, MissingPackageError
 from morpheus_pl.evaluation_stage import SYSTEM_STAGES
+from morpheus_pl.modules.code_predictor import DECODE_MODES, DISTINCT_MODES, LOSSES
+from morpheus_pl.modules.history_reader import READS
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Every check that applies to `cfg.stage.name`: strategy, then systems, then decode."""
+    """Every check that applies to `cfg.stage.name`: strategy, then systems, then the predictor's
+    options and decode."""
     check_strategy(cfg.trainer)
     if cfg.stage.name in ("pipeline", "evaluate"):
         check_systems(cfg)
     if cfg.stage.name in ("joint", "pipeline", "evaluate"):
+        check_predictor(cfg.predictor, cfg.eval.compare_decode, cfg.codebook.N)
         check_decode(cfg)
 
 
@@ -32,11 +36,26 @@ def check_systems(cfg: DictConfig) -> None:
                           f"ablation={cfg.ablation.name} removes")
 
 
+def check_predictor(predictor: DictConfig, compare_decode, n: int) -> None:
+    """Fail before any training on a `predictor` option (or `eval.compare_decode` entry) that
+    does not exist; the message names the key and its choices."""
+    for key, value, choices in (("predictor.loss", predictor.loss, LOSSES),
+                                ("predictor.reads", predictor.get("reads", "last"), READS),
+                                ("predictor.decode", predictor.decode, DECODE_MODES),
+                                *(("eval.compare_decode", mode, DECODE_MODES) for mode in compare_decode)):
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {choices}, got {value!r}")
+    top_k = predictor.get("expected_top_k")
+    if top_k is not None and (type(top_k) is not int or not 1 <= top_k <= n):
+        raise ConfigError(f"predictor.expected_top_k must be null (all N codes) or an int in "
+                          f"[1, codebook.N={n}], got {top_k!r}")
+
+
 def check_decode(cfg: DictConfig) -> None:
     """Fail before any training when `predictor.decode` cannot pick M codes from N."""
-    n, m = cfg.codebook.N, cfg.data.num_segments
-    if cfg.predictor.decode == "top_m_distinct" and cfg.ablation.persona_codebook and n < m:
-        raise ConfigError(f"predictor.decode=top_m_distinct picks M distinct codes and needs "
+    n, m, decode = cfg.codebook.N, cfg.data.num_segments, cfg.predictor.decode
+    if decode in DISTINCT_MODES and cfg.ablation.persona_codebook and n < m:
+        raise ConfigError(f"predictor.decode={decode} picks M distinct codes and needs "
                           f"codebook.N >= data.num_segments (N={n}, M={m}): raise codebook.N or "
                           f"set predictor.decode=argmax")
 

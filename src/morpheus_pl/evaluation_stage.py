@@ -21,6 +21,7 @@ from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
 from morpheus_pl.handoff import checkpoint_path, evaluation_dir, run_settings
 from morpheus_pl.loggers import build_loggers
+from morpheus_pl.modules.code_predictor import DISTINCT_MODES
 from morpheus_pl.pipeline import load_trained, train_stage
 from morpheus_pl.scorer.training import load_scorer, train_scorer
 
@@ -70,9 +71,9 @@ def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timin
         systems[system] = (module, kind, cfg.predictor.decode)
         if kind == "morpheus":
             for mode in cfg.eval.compare_decode:
-                if mode == "top_m_distinct" and cfg.codebook.N < cfg.data.num_segments:
-                    log.warning("eval.compare_decode: top_m_distinct needs N >= M, skipped (N=%d, "
-                                "M=%d)", cfg.codebook.N, cfg.data.num_segments)
+                if mode in DISTINCT_MODES and cfg.codebook.N < cfg.data.num_segments:
+                    log.warning("eval.compare_decode: %s needs N >= M, skipped (N=%d, M=%d)", mode,
+                                cfg.codebook.N, cfg.data.num_segments)
                     continue
                 systems[f"morpheus/{mode}"] = (module, system, mode)
     t0 = time.perf_counter()

@@ -1,7 +1,9 @@
 """Eq. 1 at inference: history -> codes -> prefix -> text, and the two baselines' generation.
 
 `system` picks where the prefix comes from:
-  morpheus      history only: predictor -> codes -> codebook vectors -> projector
+  morpheus      history only: predictor -> codes -> codebook vectors -> projector; with
+                `decode="expected"` the vectors are Eq. 1's expectation over the codes,
+                Σ_k P(k|c) e_k per slot (stages/joint.py, predicted_vectors)
   true_persona  the true persona segments -> encoder -> projector (upper bound)
   oracle_codes  the codes nearest to the true persona's segments -> codebook vectors -> projector:
                 MORPHEUS with a perfect code predictor (a diagnostic, not a baseline; it
@@ -21,7 +23,6 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from morpheus_pl.errors import ConfigError
-from morpheus_pl.modules.code_predictor import decode_codes
 from morpheus_pl.modules.decoder import decode_texts
 from morpheus_pl.modules.prefix_projector import prefix_attention, prefix_cache
 from morpheus_pl.stages.base import PersonaDialogStage
@@ -49,8 +50,8 @@ def prefix_for(stage: PersonaDialogStage, batch: dict, system: str, decode: str 
     if system == "true_persona":
         return stage.projector(stage.persona_vectors(batch)), None
     if system == "morpheus":
-        codes = decode_codes(stage.code_logits(batch), decode, generator)
-        return stage.projector(stage.codebook.lookup(codes)), codes
+        codes, vectors = stage.predicted_vectors(stage.code_logits(batch), decode, generator)
+        return stage.projector(vectors), codes
     if system == "oracle_codes":
         gold = stage.codebook.nearest(stage.persona_vectors(batch))
         return stage.projector(stage.codebook.lookup(gold)), None

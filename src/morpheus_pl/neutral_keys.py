@@ -4,7 +4,9 @@ the options that do not use them to a neutral value: what the code does without 
 
 A neutral key at its neutral value is left out of every fingerprint (stage checkpoints,
 tokenizers, evaluations) and of the settings results.json records, so lining the groups up moved
-no artifact of a configuration that did not have the key (tests/test_config_groups.py).
+no artifact of a configuration that did not have the key (tests/test_config_groups.py). A key
+added later at the value that does what the code did without it is registered here too, so that
+no existing run's artifacts move (the `predictor` options).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ NEUTRAL = {
     "trainer.num_nodes": None,                   # Lightning's default (1)
     "trainer.fast_dev_run": False,               # Lightning's default
     "trainer.overfit_batches": 0.0,              # Lightning's default
+    "predictor.reads": "last",                   # the paper's c: the history's last state
+    "predictor.expected_top_k": None,            # read by predictor.decode=expected only
 }
 
 
@@ -51,4 +55,4 @@ def without_neutral(value, at: str):
 def _same(value, neutral) -> bool:
     if neutral is None or value is None:
         return value is neutral
-    return type(value) in (bool, int, float) and value == neutral
+    return type(value) in (bool, int, float, str) and value == neutral

@@ -1,12 +1,19 @@
 """Code-index prediction (Eq. 12-13) and the decoding of codes per persona slot."""
 
+import itertools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from morpheus_pl.modules.code_predictor import CodePredictor, code_loss, decode_codes, set_recall
+from morpheus_pl.modules.code_predictor import (
+    CodePredictor,
+    code_loss,
+    decode_codes,
+    expected_code_vectors,
+    set_recall,
+)
 
 
 def test_predictor_shapes_and_slots_differ():
@@ -113,3 +120,62 @@ def test_set_recall_counts_distinct_true_codes_found_in_any_slot() -> None:
     picked = torch.tensor([[3, 2, 9, 8, 7], [0, 1, 2, 3, 5]])
     # row 0: distinct true {1, 2, 3}, picked has 2 and 3 -> 2/3; row 1: {4} not picked -> 0
     assert torch.allclose(set_recall(picked, true), torch.tensor([2 / 3, 0.0]))
+
+
+def test_distinct_argmax_is_the_best_assignment_of_distinct_codes_to_slots():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 3, 5, generator=g) * 3
+    codes = decode_codes(logits, "distinct_argmax")
+    log_probs = logits.log_softmax(-1)
+    for b in range(4):
+        assert len(set(codes[b].tolist())) == 3
+        best = max(itertools.permutations(range(5), 3),
+                   key=lambda picks: sum(float(log_probs[b, i, c]) for i, c in enumerate(picks)))
+        assert codes[b].tolist() == list(best)
+
+
+def test_distinct_argmax_is_argmax_when_that_repeats_no_code_and_avoids_the_repeat():
+    logits = torch.tensor([[[10.0, 9.0, 0.0, 0.0], [10.0, 0.0, 0.0, 0.0], [0.0, 0.0, 5.0, 0.0]]])
+    assert decode_codes(logits, "argmax").tolist() == [[0, 0, 2]]
+    # slot 1 has no second choice, so slot 0 gives code 0 up for its runner-up
+    assert decode_codes(logits, "distinct_argmax").tolist() == [[1, 0, 2]]
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 3, 6, generator=g)
+    logits[:, [0, 1, 2], [0, 1, 2]] += 20.0
+    assert torch.equal(decode_codes(logits, "distinct_argmax"), logits.argmax(-1))
+
+
+def test_expected_reports_the_per_slot_argmax():
+    logits, _ = _logits_and_targets()
+    assert torch.equal(decode_codes(logits, "expected"), logits.argmax(-1))
+
+
+def test_expected_code_vectors_hand_value_one_hot_and_top_k():
+    g = torch.Generator().manual_seed(5)
+    logits, codes = torch.randn(2, 3, 6, generator=g), torch.randn(6, 4, generator=g)
+    expected = torch.einsum("bmn,nd->bmd", logits.softmax(-1), codes)
+    assert torch.allclose(expected_code_vectors(logits, codes), expected, atol=1e-6)
+    hard = F.embedding(logits.argmax(-1), codes)
+    assert torch.equal(expected_code_vectors(logits, codes, top_k=1), hard)
+    one_hot = torch.full_like(logits, -1e9).scatter(-1, logits.argmax(-1, keepdim=True), 0.0)
+    assert torch.equal(expected_code_vectors(one_hot, codes), hard)
+    # top 2: the two most probable codes of each slot, renormalised
+    top2 = logits.topk(2, -1)
+    weights = top2.values.softmax(-1)
+    by_hand = (weights[..., None] * codes[top2.indices]).sum(-2)
+    assert torch.allclose(expected_code_vectors(logits, codes, top_k=2), by_hand, atol=1e-6)
+    assert torch.allclose(expected_code_vectors(logits, codes, top_k=6), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("top_k", [0, 7, 2.5])
+def test_expected_top_k_out_of_range(top_k):
+    with pytest.raises(ValueError, match=r"predictor\.expected_top_k"):
+        expected_code_vectors(torch.zeros(1, 2, 6), torch.zeros(6, 4), top_k=top_k)
+
+
+def test_unknown_decode_names_the_key_and_every_choice():
+    with pytest.raises(ValueError, match=r"predictor\.decode must be one of .*'distinct_argmax', "
+                                         r"'expected'"):
+        decode_codes(torch.zeros(1, 2, 3), "beam")
+    with pytest.raises(ValueError, match="distinct_argmax needs N >= M"):
+        decode_codes(torch.zeros(1, 5, 3), "distinct_argmax")

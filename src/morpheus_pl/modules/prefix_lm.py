@@ -48,6 +48,15 @@ def history_state(decoder: PreTrainedModel, history_ids: Tensor, history_mask: T
     """Eq. 12: c = Decoder(C), the last hidden state of the history, WITHOUT any persona prefix.
 
     The same call serves training and inference, so the code predictor sees identical inputs.
+    """
+    return last_token_state(*history_states(decoder, history_ids, history_mask))
+
+
+def history_states(decoder: PreTrainedModel, history_ids: Tensor, history_mask: Tensor
+                   ) -> tuple[Tensor, Tensor]:
+    """All the history's last-layer hidden states (B, L, d), WITHOUT any persona prefix, and their
+    mask (B, L), both right-padded: what `predictor.reads` reads c from (modules/history_reader.py).
+
     No LM head: only the base model runs. Left-padded rows are moved to right padding first:
     a left padding query attends to no key at all, and the joint stage went NaN at its first
     step under bf16-mixed on an H100 with them; right padding gives the real tokens the same
@@ -56,7 +65,7 @@ def history_state(decoder: PreTrainedModel, history_ids: Tensor, history_mask: T
     ids, mask = right_padded(history_ids, history_mask)
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
     out = decoder.base_model(input_ids=ids, attention_mask=mask, position_ids=positions)
-    return last_token_state(out.last_hidden_state, mask)
+    return out.last_hidden_state, mask
 
 
 def right_padded(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

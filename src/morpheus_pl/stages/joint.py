@@ -9,9 +9,15 @@ import torch
 from torch import Tensor
 
 from morpheus_pl.distributed import whole_parameters
-from morpheus_pl.modules.code_predictor import CodePredictor, code_loss, decode_codes, set_recall
+from morpheus_pl.modules.code_predictor import (
+    CodePredictor,
+    code_loss,
+    decode_codes,
+    expected_code_vectors,
+    set_recall,
+)
 from morpheus_pl.modules.persona_codebook import contrastive_loss, straight_through, vq_loss
-from morpheus_pl.modules.prefix_lm import history_state, prefix_lm_loss
+from morpheus_pl.modules.prefix_lm import history_states, prefix_lm_loss
 from morpheus_pl.stages.codebook_init import CodebookInitStage
 
 log = logging.getLogger("morpheus_pl")
@@ -26,18 +32,32 @@ class JointTrainingStage(CodebookInitStage):
         self.predictor_cfg = predictor
         self.predictor = CodePredictor(
             self.hidden_size, self.codebook.num_codes, predictor["num_slots"],
-            predictor["hidden_multiplier"],
+            predictor["hidden_multiplier"], predictor.get("reads", "last"),
         )
 
     def code_logits(self, batch: dict) -> Tensor:
-        """Eq. 12: logits (B, M, N) from c = Decoder(C) computed WITHOUT the persona prefix.
+        """Eq. 12: logits (B, M, N) from c = Decoder(C) computed WITHOUT the persona prefix; c
+        is what `predictor.reads` reads of the history's states (last: the paper's).
 
         `predictor.history_grad=false` runs the history pass without autograd: L_C then trains
-        the predictor only, not the decoder (cheaper; docs/benchmarks.md for its measured cost).
+        the predictor (its reader included) only, not the decoder (cheaper; docs/benchmarks.md
+        for its measured cost).
         """
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.predictor_cfg["history_grad"]):
-            c = history_state(self.decoder, batch["history_ids"], batch["history_mask"])
-        return self.predictor(c)
+            hidden, mask = history_states(self.decoder, batch["history_ids"], batch["history_mask"])
+        return self.predictor(self.predictor.reader(hidden, mask))
+
+    def predicted_vectors(self, logits: Tensor, decode: str,
+                          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """The codes (B, M) `decode` picks from logits (B, M, N) and the vectors (B, M, d) their
+        prefix is made of: the picked codes' e_k; for decode=expected, Eq. 1's expected code
+        vector per slot over `predictor.expected_top_k` codes (the codes reported are then the
+        per-slot argmax)."""
+        codes = decode_codes(logits, decode, generator)
+        if decode == "expected":
+            top_k = self.predictor_cfg.get("expected_top_k")
+            return codes, expected_code_vectors(logits, self.codebook.codes, top_k)
+        return codes, self.codebook.lookup(codes)
 
     def generation_prefix(self, batch: dict) -> list[tuple[Tensor, Tensor]]:
         """The prefix of the nearest codes (Eq. 8), as generation uses them at inference. (L_G
@@ -52,8 +72,8 @@ class JointTrainingStage(CodebookInitStage):
         z = straight_through(p, e_k, self.codebook_cfg["straight_through"])
         logits = self.code_logits(batch)
         self._assignment = (p.detach(), k)
-        picked = decode_codes(logits.detach(), self.predictor_cfg["decode"])
-        kv = self.projector(self.with_predicted_prefix(z, picked))
+        picked, vectors = self.predicted_vectors(logits.detach(), self.predictor_cfg["decode"])
+        kv = self.projector(self.with_predicted_prefix(z, vectors))
         self.log(f"{'train' if self.training else 'val'}/code_recall",
                  set_recall(picked, k).mean(), batch_size=p.shape[0], sync_dist=not self.training)
         return {
@@ -65,17 +85,18 @@ class JointTrainingStage(CodebookInitStage):
             ),
         }
 
-    def with_predicted_prefix(self, z: Tensor, picked: Tensor) -> Tensor:
+    def with_predicted_prefix(self, z: Tensor, predicted: Tensor) -> Tensor:
         """Train as you infer (not in the paper): in training, a random `loss.predicted_prefix_share`
-        of the batch's examples get the vectors of the codes the predictor picked (as generation
-        will) instead of z, so L_G also teaches the decoder the prefix it sees at inference, wrong
-        codes included. The picked vectors are constants here: L_G does not move the codebook
-        through them. 0 (the default): the paper's L_G on z alone."""
+        of the batch's examples get the `predicted` vectors (`predicted_vectors`: those of the
+        codes the predictor picked, as generation will use them) instead of z, so L_G also
+        teaches the decoder the prefix it sees at inference, wrong codes included. The predicted
+        vectors are constants here: L_G does not move the codebook through them. 0 (the
+        default): the paper's L_G on z alone."""
         share = float(self.loss_cfg.get("predicted_prefix_share", 0.0))
         if not self.training or share <= 0:
             return z
         use = torch.rand(z.shape[0], device=z.device) < share
-        return torch.where(use[:, None, None], self.codebook.lookup(picked).detach(), z)
+        return torch.where(use[:, None, None], predicted.detach(), z)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         """The optimiser step, then the codebook statistics. Here rather than in
