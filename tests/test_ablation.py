@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from morpheus_pl.evaluation_stage import generation_kind
 from morpheus_pl.handoff import checkpoint_path, fingerprint
 from morpheus_pl.loggers import run_tags
-from morpheus_pl.pipeline import build_stage, builds_on, train_stage
+from morpheus_pl.pipeline import build_stage, train_stage
+from morpheus_pl.stage_table import starts_from
 from morpheus_pl.stages.joint import JointTrainingStage
 from morpheus_pl.stages.joint_without_codebook import JointWithoutCodebookStage
 
@@ -55,12 +56,12 @@ def test_ablations_change_the_method(tiny_compose):
     assert full.loss.weights.contrastive == 1.0 and no_cl.loss.weights.contrastive == 0.0
     assert tiny_compose("ablation=init_mean").codebook.init == "mean"
     assert full.codebook.init == "em"
-    assert [builds_on(full, s) for s in ("codebook_init", "joint")] == ["role_awareness",
+    assert [starts_from(full, s) for s in ("codebook_init", "joint")] == ["role_awareness",
                                                                         "codebook_init"]
     no_ra, no_pc = tiny_compose("ablation=no_ra"), tiny_compose("ablation=no_pc")
-    assert [builds_on(no_ra, s) for s in ("codebook_init", "joint")] == [None, "codebook_init"]
-    assert builds_on(no_pc, "joint") == "role_awareness"
-    assert builds_on(tiny_compose("ablation=no_pc", "ablation.role_awareness=false"), "joint") is None
+    assert [starts_from(no_ra, s) for s in ("codebook_init", "joint")] == [None, "codebook_init"]
+    assert starts_from(no_pc, "joint") == "role_awareness"
+    assert starts_from(tiny_compose("ablation=no_pc", "ablation.role_awareness=false"), "joint") is None
     assert generation_kind(no_pc, "morpheus") == "no_persona"
     assert generation_kind(full, "morpheus") == "morpheus"
     assert generation_kind(no_pc, "true_persona") == "true_persona"

@@ -9,9 +9,9 @@ import importlib.util
 from omegaconf import DictConfig
 
 from morpheus_pl.errors import ConfigError, MissingPackageError
-from morpheus_pl.evaluation_stage import SYSTEM_STAGES
 from morpheus_pl.modules.code_predictor import DECODE_MODES, DISTINCT_MODES, LOSSES
 from morpheus_pl.modules.history_reader import READS
+from morpheus_pl.stage_table import SYSTEM_STAGES
 
 
 def check_config(cfg: DictConfig) -> None:

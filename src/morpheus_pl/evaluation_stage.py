@@ -1,6 +1,6 @@
 """stage=pipeline and stage=evaluate: train what is missing, then evaluate every system.
 
-Which trained stage each evaluated system uses (`SYSTEM_STAGES`), how it generates
+Which trained stage each evaluated system uses (stage_table.py), how it generates
 (`generation_kind`), reuse of a finished evaluation with the same settings, building the systems
 and the consistency scorer; the scoring loop itself is evaluation.py's `evaluate`.
 """
@@ -24,11 +24,10 @@ from morpheus_pl.loggers import build_loggers
 from morpheus_pl.modules.code_predictor import DISTINCT_MODES
 from morpheus_pl.pipeline import load_trained, train_stage
 from morpheus_pl.scorer.training import load_scorer, train_scorer
+from morpheus_pl.stage_table import SYSTEM_STAGES
 
 log = logging.getLogger("morpheus_pl")
 EVALUATION_FILES = ("results.json", "results.md", "predictions.jsonl")
-SYSTEM_STAGES = {"morpheus": "joint", "no_persona": "no_persona", "true_persona": "role_awareness",
-                 "oracle_codes": "joint"}
 
 
 def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timing: dict) -> None:

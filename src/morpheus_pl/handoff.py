@@ -21,25 +21,12 @@ from torch import nn
 from morpheus_pl.digest import settings_digest
 from morpheus_pl.errors import CheckpointError, MissingCheckpointError
 from morpheus_pl.neutral_keys import is_neutral, without_neutral
+from morpheus_pl.stage_table import SCORER_SETTINGS, STAGES
 
 log = logging.getLogger("morpheus_pl")
 
-# Lightning's debugging switches (conf/debug/) change what a stage trains on: hashed when set
-# (neutral_keys.py leaves them out when off), so a real run never reuses a debug run's stage
-_DEBUG = ("trainer.fast_dev_run", "trainer.overfit_batches")
-_SHARED = ("dataset", "model", "data", "optim", "seed", "peft.lr", "train.val_every_n_steps",
-           "train.early_stopping", *_DEBUG)
-_PERSONA = (*_SHARED, "encoder", "projector", "peft.freeze_decoder")
-_ROLE_AWARENESS = (*_PERSONA, "loss.weights.segment", "train.role_awareness")
-_AFTER_RA = (*_ROLE_AWARENESS, "ablation.role_awareness")
-STAGE_KEYS = {  # the ablation's label is not a key: only what changes the training is
-    "role_awareness": _ROLE_AWARENESS,
-    "codebook_init": (*_AFTER_RA, "codebook"),
-    "joint": (*_AFTER_RA, "codebook", "ablation.persona_codebook", "predictor", "loss",
-              "train.joint"),
-    "no_persona": (*_SHARED, "peft.baseline", "peft.adapter", "train.no_persona"),
-    "scorer": ("dataset", "scorer", "seed", *_DEBUG),
-}
+# the settings each stage's fingerprint hashes (stage_table.py), and the consistency scorer's
+STAGE_KEYS = {**{name: row.settings for name, row in STAGES.items()}, "scorer": SCORER_SETTINGS}
 _IGNORED = ("num_workers", "eval_batch_size", "trust_remote_code")  # change no weights
 
 

@@ -24,56 +24,20 @@ from morpheus_pl.handoff import checkpoint_path, load_stage_weights, save_stage
 from morpheus_pl.loggers import build_loggers
 from morpheus_pl.progress import ProgressLog
 from morpheus_pl.resume import RandomStateCheckpoint
+from morpheus_pl.stage_table import STAGES, stage_module, starts_from
 from morpheus_pl.stages.base import PersonaDialogStage
-from morpheus_pl.stages.codebook_init import CodebookInitStage
-from morpheus_pl.stages.joint import JointTrainingStage
-from morpheus_pl.stages.joint_without_codebook import JointWithoutCodebookStage
-from morpheus_pl.stages.no_persona import NoPersonaStage
-from morpheus_pl.stages.role_awareness import RoleAwarenessStage
 
 log = logging.getLogger("morpheus_pl")
-STAGE_CLASSES = {
-    "role_awareness": RoleAwarenessStage,
-    "codebook_init": CodebookInitStage,
-    "joint": JointTrainingStage,
-    "no_persona": NoPersonaStage,
-}
-NEW_PARTS = {"codebook_init": ("codebook.",), "joint": ("predictor.",)}
-TRAINED = ("role_awareness", "codebook_init", "joint", "no_persona")  # stage=<name> trains it alone
 
 
 def _plain(cfg: DictConfig, key: str) -> dict:
     return OmegaConf.to_container(cfg[key], resolve=True)
 
 
-def stage_class(cfg: DictConfig, stage: str) -> type[PersonaDialogStage]:
-    """The LightningModule that trains `stage`; `ablation.persona_codebook=false` (w/o PC)
-    replaces joint training by history-only generation training."""
-    if stage == "joint" and not cfg.ablation.persona_codebook:
-        return JointWithoutCodebookStage
-    return STAGE_CLASSES[stage]
-
-
-def builds_on(cfg: DictConfig, stage: str) -> str | None:
-    """The stage whose checkpoint `stage` starts from (None: from the un-trained decoder).
-
-    role awareness -> codebook init -> joint; `ablation.role_awareness=false` (w/o RA) starts the
-    codebook init from the un-role-aware decoder, `ablation.persona_codebook=false` (w/o PC)
-    starts joint training from stage 1 (there is no codebook to initialise).
-    """
-    if stage == "codebook_init":
-        return "role_awareness" if cfg.ablation.role_awareness else None
-    if stage == "joint":
-        if cfg.ablation.persona_codebook:
-            return "codebook_init"
-        return "role_awareness" if cfg.ablation.role_awareness else None
-    return None
-
-
 def build_stage(cfg: DictConfig, stage: str, tokenizer_dir: str) -> PersonaDialogStage:
     """A stage's LightningModule from the composed config (seeded, so the init is repeatable)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    cls = stage_class(cfg, stage)
+    cls = stage_module(cfg, stage)
     optim = _plain(cfg, "optim")
     if cfg.peft.lr is not None:
         optim["lr"] = cfg.peft.lr
@@ -86,10 +50,7 @@ def build_stage(cfg: DictConfig, stage: str, tokenizer_dir: str) -> PersonaDialo
         loss=_plain(cfg, "loss"),
         peft=_plain(cfg, "peft"),
     )
-    if issubclass(cls, CodebookInitStage):
-        kwargs["codebook"] = _plain(cfg, "codebook")
-    if issubclass(cls, JointTrainingStage):
-        kwargs["predictor"] = _plain(cfg, "predictor")
+    kwargs.update({group: _plain(cfg, group) for group in cls.extra_config_groups})
     return cls(**kwargs)
 
 
@@ -152,11 +113,11 @@ def train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, tokeni
 
 def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, tokenizer_dir: str,
                  path: Path) -> Path:
-    previous = builds_on(cfg, stage)
+    previous = starts_from(cfg, stage)
     previous_path = train_stage(cfg, previous, dm, tokenizer_dir) if previous else None
     module = build_stage(cfg, stage, tokenizer_dir)
     if previous_path is not None:
-        load_stage_weights(module, previous_path, NEW_PARTS[stage], stage=previous)
+        load_stage_weights(module, previous_path, STAGES[stage].new_parts, stage=previous)
     module.count_persona_tokens(dm)
     work_dir = path.parent
     convergence = []

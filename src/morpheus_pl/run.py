@@ -34,8 +34,9 @@ from morpheus_pl.distributed import global_rank
 from morpheus_pl.errors import ConfigError, UserError
 from morpheus_pl.evaluation_stage import evaluate_stage
 from morpheus_pl.loggers import finish_wandb, record_config
-from morpheus_pl.pipeline import TRAINED, train_stage
+from morpheus_pl.pipeline import train_stage
 from morpheus_pl.scorer.training import train_scorer
+from morpheus_pl.stage_table import STAGES
 
 log = logging.getLogger("morpheus_pl")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -54,7 +55,7 @@ def run(cfg: DictConfig) -> Path:
     dm, tokenizer_dir = prepare_data(cfg)
     stage = cfg.stage.name
     timing = {}
-    if stage in TRAINED:
+    if stage in STAGES:
         train_stage(cfg, stage, dm, tokenizer_dir)
     elif stage == "scorer":
         train_scorer(cfg, dm)
@@ -62,7 +63,7 @@ def run(cfg: DictConfig) -> Path:
         evaluate_stage(cfg, dm, tokenizer_dir, out_dir, timing)
     else:
         raise ConfigError(
-            f"unknown stage {stage!r}: one of {TRAINED + ('scorer', 'pipeline', 'evaluate')}")
+            f"unknown stage {stage!r}: one of {(*STAGES, 'scorer', 'pipeline', 'evaluate')}")
     timing["total_s"] = round(time.perf_counter() - started, 1)
     timing["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     log.info("timing: %s", timing)

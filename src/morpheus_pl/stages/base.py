@@ -26,6 +26,7 @@ class PersonaDialogStage(NormClippingModule):
     """Base of every stage and baseline. `uses_persona=False` builds the decoder alone."""
 
     uses_persona = True
+    extra_config_groups: tuple[str, ...] = ()  # config groups passed as keywords beyond the base's
 
     def __init__(
         self,

@@ -35,6 +35,8 @@ def first_occurrences(segment_ids: Tensor, num_segments: int) -> Tensor:
 class CodebookInitStage(RoleAwarenessStage):
     """Stage-1 model plus a persona codebook; `fit_codebook` initialises it."""
 
+    extra_config_groups = ("codebook",)
+
     def __init__(self, *args, codebook: dict, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.codebook_cfg = codebook

@@ -27,6 +27,8 @@ DEAD_USAGE = 0.01  # a code whose usage EMA (uniform use = 1) is below this coun
 class JointTrainingStage(CodebookInitStage):
     """Stage-2 model plus the code predictor; `losses` returns L_V, L_G, L_D and L_C."""
 
+    extra_config_groups = ("codebook", "predictor")
+
     def __init__(self, *args, predictor: dict, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.predictor_cfg = predictor
