@@ -11,7 +11,7 @@ import torch
 from morpheus_pl.data.example import DialogExample
 from morpheus_pl.modules.prefix_lm import prefix_lm_loss
 from morpheus_pl.pipeline import build_stage
-from morpheus_pl.stages.role_awareness import other_role_index
+from morpheus_pl.stages.persona_gain import PersonaGain, log_persona_gain, other_role_index
 
 
 def _example(*persona: str) -> DialogExample:
@@ -36,7 +36,7 @@ def test_persona_gain_is_the_swapped_minus_the_own_prefix_loss(tiny_compose, tin
     logged = {}
     monkeypatch.setattr(stage, "log", lambda name, value, **kw: logged.update({name: value}))
     with torch.no_grad():
-        stage.log_persona_gain(batch)
+        log_persona_gain(stage, batch)
         other = other_role_index(batch["examples"])
         kv = stage.generation_prefix(batch)
         inputs = (stage.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"])
@@ -53,7 +53,7 @@ def test_no_prefix_no_gain(tiny_compose, tiny_data, monkeypatch):
     stage = build_stage(tiny_compose("ablation=no_pc"), "joint", tok_dir).eval()
     logged = {}
     monkeypatch.setattr(stage, "log", lambda name, value, **kw: logged.update({name: value}))
-    stage.log_persona_gain(next(iter(dm.val_dataloader())))
+    log_persona_gain(stage, next(iter(dm.val_dataloader())))
     assert logged == {}
 
 
@@ -64,10 +64,21 @@ def test_a_prefix_the_decoder_ignores_is_flagged_at_the_end(tiny_compose, tiny_d
     _, tok_dir = tiny_data
     stage = build_stage(tiny_compose(), stage_name, tok_dir)
     metrics = {} if gain is None else {"val/persona_gain": torch.tensor(gain)}
-    stage._trainer = SimpleNamespace(callback_metrics=metrics, global_rank=0, loggers=[])
+    trainer = SimpleNamespace(callback_metrics=metrics, global_rank=0, loggers=[])
+    (callback,) = stage.configure_callbacks()
     with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
-        stage.on_train_end()
+        callback.on_train_end(trainer, stage)
     assert ("the decoder ignores its persona prefix" in caplog.text) == warns
+
+
+def test_the_stages_with_a_persona_prefix_attach_the_callback(tiny_compose, tiny_data):
+    _, tok_dir = tiny_data
+    for stage_name, overrides, expected in (("role_awareness", (), [PersonaGain]),
+                                            ("joint", (), [PersonaGain]),
+                                            ("joint", ("ablation=no_pc",), []),
+                                            ("codebook_init", (), []), ("no_persona", (), [])):
+        stage = build_stage(tiny_compose(*overrides), stage_name, tok_dir)
+        assert [type(c) for c in stage.configure_callbacks()] == expected, (stage_name, overrides)
 
 
 @pytest.mark.parametrize("weight, expected", [(0.0, {"gen"}), (0.5, {"gen", "segment"})])
@@ -94,3 +105,16 @@ def test_stage_one_adds_segment_reconstruction_by_its_weight(tiny_compose, tiny_
             assert float(losses["segment"]) == pytest.approx(float(own), abs=1e-6)
             total = stage._step(batch, "val")
             assert float(total) == pytest.approx(float(losses["gen"] + weight * own), abs=1e-5)
+
+
+def test_training_logs_the_gain_at_every_validation(tiny_compose, tiny_data, tmp_path):
+    from morpheus_pl.pipeline import train_stage
+
+    dm, tok_dir = tiny_data
+    cfg = tiny_compose("train.val_every_n_steps=3", "seed=31", f"paths.output={tmp_path}")
+    train_stage(cfg, "role_awareness", dm, tok_dir)
+    lines = next((tmp_path / "logs" / "role_awareness").glob("*/metrics.csv")).read_text().splitlines()
+    column = lines[0].split(",").index("val/persona_gain")
+    steps = [row.split(",")[lines[0].split(",").index("step")] for row in lines[1:]
+             if row.split(",")[column]]
+    assert steps == ["2", "5"]  # validations after steps 3 and 6 (0-based step of the log)

@@ -17,7 +17,7 @@ from torch import Tensor
 from morpheus_pl.distributed import gather_in_dataset_order, whole_parameters
 from morpheus_pl.modules.codebook_init import init_codebook
 from morpheus_pl.modules.persona_codebook import PersonaCodebook
-from morpheus_pl.stages.role_awareness import RoleAwarenessStage
+from morpheus_pl.stages.base import PersonaDialogStage
 
 log = logging.getLogger("morpheus_pl")
 
@@ -32,8 +32,9 @@ def first_occurrences(segment_ids: Tensor, num_segments: int) -> Tensor:
     return keep.reshape(-1)
 
 
-class CodebookInitStage(RoleAwarenessStage):
-    """Stage-1 model plus a persona codebook; `fit_codebook` initialises it."""
+class CodebookInitStage(PersonaDialogStage):
+    """The stage-1 model's persona encoder plus a persona codebook: `trainer.predict` encodes
+    the training personas, `fit_codebook` initialises the codes from them. Nothing trains."""
 
     extra_config_groups = ("codebook",)
 

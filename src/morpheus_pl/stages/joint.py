@@ -16,26 +16,38 @@ from morpheus_pl.modules.code_predictor import (
     expected_code_vectors,
     set_recall,
 )
-from morpheus_pl.modules.persona_codebook import contrastive_loss, straight_through, vq_loss
+from morpheus_pl.modules.persona_codebook import (
+    PersonaCodebook,
+    contrastive_loss,
+    straight_through,
+    vq_loss,
+)
 from morpheus_pl.modules.prefix_lm import history_states, prefix_lm_loss
-from morpheus_pl.stages.codebook_init import CodebookInitStage
+from morpheus_pl.stages.base import PersonaDialogStage
+from morpheus_pl.stages.persona_gain import PersonaGain
 
 log = logging.getLogger("morpheus_pl")
 DEAD_USAGE = 0.01  # a code whose usage EMA (uniform use = 1) is below this counts as dead
 
 
-class JointTrainingStage(CodebookInitStage):
-    """Stage-2 model plus the code predictor; `losses` returns L_V, L_G, L_D and L_C."""
+class JointTrainingStage(PersonaDialogStage):
+    """The base's decoder, persona encoder and projector, the persona codebook (initialised by
+    stage 2) and the code predictor; `losses` returns L_V, L_G, L_D and L_C."""
 
     extra_config_groups = ("codebook", "predictor")
 
-    def __init__(self, *args, predictor: dict, **kwargs) -> None:
+    def __init__(self, *args, codebook: dict, predictor: dict, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.codebook_cfg = codebook
+        self.codebook = PersonaCodebook(codebook["N"], self.hidden_size)
         self.predictor_cfg = predictor
         self.predictor = CodePredictor(
             self.hidden_size, self.codebook.num_codes, predictor["num_slots"],
             predictor["hidden_multiplier"], predictor.get("reads", "last"),
         )
+
+    def configure_callbacks(self) -> list:
+        return [PersonaGain()]  # through the codebook: the prefix of the nearest codes
 
     def code_logits(self, batch: dict) -> Tensor:
         """Eq. 12: logits (B, M, N) from c = Decoder(C) computed WITHOUT the persona prefix; c
@@ -139,8 +151,7 @@ class JointTrainingStage(CodebookInitStage):
     def on_train_end(self) -> None:
         """Log how many codes are in use at the end, with a warning when the codebook has
         collapsed onto one code; where the logger keeps tables (W&B), the usage of every code;
-        and the warning of stage 1 when the decoder ignores the (codebook) prefix."""
-        super().on_train_end()
+        (the warning when the decoder ignores the codebook prefix: the PersonaGain callback)."""
         in_use = int((self.codebook.usage >= DEAD_USAGE).sum())
         if self.global_rank == 0:
             log.info("joint: %d of %d codes in use at the end of training (usage EMA >= %g)",

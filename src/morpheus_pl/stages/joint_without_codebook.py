@@ -12,10 +12,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from morpheus_pl.modules.prefix_lm import prefix_lm_loss
-from morpheus_pl.stages.role_awareness import RoleAwarenessStage
+from morpheus_pl.stages.base import PersonaDialogStage
 
 
-class JointWithoutCodebookStage(RoleAwarenessStage):
+class JointWithoutCodebookStage(PersonaDialogStage):
     """Stage-1 model fine-tuned on history -> response with no prefix."""
 
     def generation_prefix(self, batch: dict) -> None:
