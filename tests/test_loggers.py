@@ -8,8 +8,9 @@ import struct
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from morpheus_pl.loggers import build_loggers, run_tags, wandb_offline
+from morpheus_pl.loggers import build_loggers, print_config_tree, run_tags, wandb_offline
 
 
 @pytest.fixture
@@ -109,3 +110,13 @@ def test_offline_wandb_run_holds_metrics_group_and_tags(no_wandb_key, tiny_compo
     assert run.job_type == "no_persona" and run.run_group == "synthetic/model"
     assert {"stage=no_persona", "unit-test"} <= set(run.tags)
     assert any("train.no_persona" in item.key or item.key == "train" for item in run.config.update)
+
+
+def test_the_config_tree_shows_every_section_resolved(tiny_compose) -> None:
+    cfg = tiny_compose("codebook.N=7")
+    console = Console(record=True, width=120)
+    print_config_tree(cfg, console)
+    text = console.export_text()
+    assert all(f"── {key}" in text for key in cfg)
+    assert "'N': 7" in text  # YAML quotes N (a boolean in YAML 1.1)
+    assert "lr: 0.001" in text  # optim.lr: ${model.lr}, resolved

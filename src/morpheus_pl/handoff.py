@@ -78,11 +78,11 @@ def search_objective(cfg: DictConfig) -> float | None:
 
 
 def run_settings(cfg: DictConfig) -> dict:
-    """The resolved config but its paths, logger, stage name and search objective: what an
-    evaluation depends on (results.json records it, so a sweep can be aggregated from its
-    results alone)."""
+    """The resolved config but its paths, logger, stage name, search objective and console
+    output: what an evaluation depends on (results.json records it, so a sweep can be
+    aggregated from its results alone)."""
     return {k: _select(cfg, k) for k in cfg
-            if k not in ("paths", "logger", "stage", "optimized_metric")}
+            if k not in ("paths", "logger", "stage", "optimized_metric", "print_config")}
 
 
 def evaluation_dir(cfg: DictConfig) -> Path:

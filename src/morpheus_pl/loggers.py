@@ -18,6 +18,9 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
 
 from morpheus_pl.errors import ConfigError
 
@@ -119,3 +122,14 @@ def record_config(cfg: DictConfig, out_dir: Path) -> Path:
     path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("config: %s (resolved: %s)", " ".join(f"{g}={_choice(cfg, g)}" for g in groups), path)
     return path
+
+
+def print_config_tree(cfg: DictConfig, console=None) -> None:
+    """Print the resolved config at start as a tree: one branch per top-level section, its YAML
+    inside (`print_config: false` turns it off)."""
+    tree = Tree("config", guide_style="dim")
+    for key in cfg:
+        value = cfg[key]
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        tree.add(str(key)).add(Syntax(text.rstrip(), "yaml", theme="ansi_dark"))
+    (console or Console()).print(tree)

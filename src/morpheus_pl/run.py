@@ -34,7 +34,7 @@ from morpheus_pl.distributed import global_rank
 from morpheus_pl.errors import ConfigError, UserError
 from morpheus_pl.evaluation_stage import evaluate_stage
 from morpheus_pl.handoff import search_objective
-from morpheus_pl.loggers import finish_wandb, record_config
+from morpheus_pl.loggers import finish_wandb, print_config_tree, record_config
 from morpheus_pl.pipeline import train_stage
 from morpheus_pl.scorer.training import train_scorer
 from morpheus_pl.stage_table import STAGES
@@ -51,6 +51,8 @@ def run(cfg: DictConfig) -> Path:
     out_dir = Path(cfg.paths.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     if global_rank() == 0:
+        if cfg.print_config:
+            print_config_tree(cfg)
         record_config(cfg, out_dir)
     started = time.perf_counter()
     dm, tokenizer_dir = prepare_data(cfg)
