@@ -32,7 +32,7 @@ from morpheus_pl.modules.offline_models import resolve_model_path
 from conftest import compose_tiny
 
 # N=3 codes cannot give M=5 distinct ones: config_checks.check_decode refuses it before any data work
-BAD_DECODE = ("predictor.decode=top_m_distinct", "codebook.N=3")
+BAD_DECODE = ("predictor.decode=top_m_distinct", "codebook.N=3", "data.num_segments=5")
 DECODE_MESSAGE = ("predictor.decode=top_m_distinct picks M distinct codes and needs codebook.N >= "
                   "data.num_segments (N=3, M=5): raise codebook.N or set predictor.decode=argmax")
 
@@ -145,6 +145,13 @@ def test_a_config_error_on_the_command_line_is_one_line_and_exit_status_2(tmp_pa
     assert proc.stderr.strip().splitlines()[-1] == f"error: {DECODE_MESSAGE}"
     assert str(tmp_path / "out") not in proc.stdout  # a failed run prints no output directory
     assert not (tmp_path / "artifacts").exists()  # refused before any data or model work
+
+
+def test_with_m_from_the_data_the_same_error_comes_once_the_data_is_read(tmp_path) -> None:
+    proc = _cli(tmp_path, False, "debug=tiny", *BAD_DECODE[:2], "data.num_segments=auto")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {DECODE_MESSAGE}"  # M = 5 from the data
+    assert not (tmp_path / "artifacts" / "stages").exists()  # before any training
 
 
 def test_hydra_full_error_shows_the_traceback(tmp_path) -> None:

@@ -100,7 +100,8 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_pipeline_on_convai2_json_files_from_a_local_root(tmp_path: Path) -> None:
-    """`dataset=convai2 dataset.root=DIR` runs offline on files in the paper's JSON format."""
+    """`dataset=convai2 dataset.root=DIR` runs offline on files in the paper's JSON format;
+    with `data.num_segments=auto` its personas of six sentences give M = 6 everywhere."""
     from morpheus_pl.data.synthetic_world import PersonaWorld, WorldConfig
 
     data = PersonaWorld(WorldConfig(train_roles=50, val_roles=5, test_roles=10, seed=3)).generate()
@@ -108,19 +109,24 @@ def test_pipeline_on_convai2_json_files_from_a_local_root(tmp_path: Path) -> Non
     root.mkdir()
     for split, records in data.items():
         plain = [{k: r[k] for k in ("persona", "context", "response")} for r in records]
+        for record in plain:  # a sixth sentence: the synthetic world's personas have five
+            record["persona"] = [*record["persona"], "i am a test fixture ."]
         (root / f"{split}_datas_en.json").write_text(json.dumps(plain))
     out_dir = tmp_path / "run"
     # the files' dataset has no world (null, as without debug=tiny, which sets one)
     overrides = [*(o for o in TINY if not o.startswith("dataset.world")), "dataset.world=null"]
     env = {**os.environ, "MORPHEUS_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "morpheus_pl.run", "dataset=convai2", f"dataset.root={root}",
-           *overrides, f"hydra.run.dir={out_dir}"]
+           *overrides, "data.num_segments=auto", f"hydra.run.dir={out_dir}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((out_dir / "results.json").read_text())
     assert results["dataset"] == "convai2"
     assert "persona_fact_accuracy" not in results["no_persona"]
     assert results["morpheus"]["bleu1"] >= 0.0
+    assert results["config"]["data"]["num_segments"] == 6
+    assert results["config"]["predictor"]["num_slots"] == 6
+    assert "num_segments: 6" in (out_dir / "config_resolved.yaml").read_text()
 
 
 def test_a_data_error_is_one_line_and_exit_status_2(tmp_path: Path) -> None:

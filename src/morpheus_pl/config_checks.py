@@ -65,6 +65,8 @@ def check_predictor(predictor: DictConfig, compare_decode, n: int) -> None:
 def check_decode(cfg: DictConfig) -> None:
     """Fail before any training when `predictor.decode` cannot pick M codes from N."""
     n, m, decode = cfg.codebook.N, cfg.data.num_segments, cfg.predictor.decode
+    if m == "auto":  # known once the data is read (data/prepare.py); run.py checks again then
+        return
     if decode in DISTINCT_MODES and cfg.ablation.persona_codebook and n < m:
         raise ConfigError(f"predictor.decode={decode} picks M distinct codes and needs "
                           f"codebook.N >= data.num_segments (N={n}, M={m}): raise codebook.N or "

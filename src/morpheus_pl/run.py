@@ -50,12 +50,13 @@ def run(cfg: DictConfig) -> Path:
         tune_glibc_malloc()
     out_dir = Path(cfg.paths.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if global_rank() == 0:
-        if cfg.print_config:
-            print_config_tree(cfg)
-        record_config(cfg, out_dir)
+    if global_rank() == 0 and cfg.print_config:
+        print_config_tree(cfg)
     started = time.perf_counter()
     dm, tokenizer_dir = prepare_data(cfg)
+    check_config(cfg)  # again, with what the data decided (data.num_segments=auto)
+    if global_rank() == 0:
+        record_config(cfg, out_dir)
     stage = cfg.stage.name
     timing = {}
     if stage in STAGES:

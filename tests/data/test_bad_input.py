@@ -85,7 +85,7 @@ def test_separator_only_persona_is_empty_in_json_and_parlai(tmp_path: Path) -> N
 
 def test_persona_without_segments_under_the_dataset_separator_names_the_record(tiny_data,
                                                                                tmp_path) -> None:
-    dm = PersonaDialogDataModule(dict(_dataset(tmp_path, "files", "json"), separator="|"))
+    dm = PersonaDialogDataModule(dict(_dataset(tmp_path, "files", "json"), separator="|"), num_segments=5)
     dm.set_tokenizers(load_tokenizer(tiny_data[1]))
     bad = DialogExample((" | ",), ("hi",), "yo", "r1", "train.json:4")
     with pytest.raises(DataFormatError) as info:

@@ -102,7 +102,7 @@ def test_long_history_truncated_from_left_keeping_whole_turns(tiny_data, tmp_pat
         "i work as a nurse at the hospital .",
         "oh nice . where do you live ?",
     )
-    probe = PersonaDialogDataModule(_files_dataset(tmp_path), max_history_tokens=10_000)
+    probe = PersonaDialogDataModule(_files_dataset(tmp_path), max_history_tokens=10_000, num_segments=5)
     probe.set_tokenizers(tok)
     partner, self_tag = tok.convert_tokens_to_ids(list(SPEAKERS))
     turn_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in context]
@@ -114,7 +114,7 @@ def test_long_history_truncated_from_left_keeping_whole_turns(tiny_data, tmp_pat
 
     # room for the last three turns (+ the trailing speaker tag) but not for the fourth
     budget = sum(len(t) for t in turns[-3:]) + 1 + len(turns[-4]) - 1
-    dm = PersonaDialogDataModule(_files_dataset(tmp_path), max_history_tokens=budget)
+    dm = PersonaDialogDataModule(_files_dataset(tmp_path), max_history_tokens=budget, num_segments=5)
     dm.set_tokenizers(tok)
     history = dm.encode(ex)["history"]
     assert history == [t for turn in turns[-3:] for t in turn] + [self_tag]
@@ -200,3 +200,21 @@ def test_segments_in_the_decoder_vocabulary_beside_a_separate_encoders(tiny_data
     same.setup()
     batch = next(iter(same.test_dataloader()))
     assert batch["segment_lm_ids"] is batch["segment_ids"]
+
+
+def test_auto_num_segments_is_the_longest_training_persona(tiny_root, tiny_data):
+    from morpheus_pl.data.prepare import resolve_num_segments
+    from morpheus_pl.handoff import fingerprint
+
+    from conftest import compose_tiny
+
+    dm, _ = tiny_data
+    longest = max(len(ex.persona) for ex in dm.read("train"))
+    auto_dm = PersonaDialogDataModule(dm.dataset, num_segments="auto")
+    assert auto_dm.resolve_num_segments() == longest
+    auto = compose_tiny(tiny_root, "data.num_segments=auto")
+    assert resolve_num_segments(auto, auto_dm) == longest == auto.data.num_segments
+    assert auto.predictor.num_slots == longest
+    fixed = compose_tiny(tiny_root, f"data.num_segments={longest}")
+    assert fingerprint(auto, "joint") == fingerprint(fixed, "joint")  # the same checkpoints
+    assert PersonaDialogDataModule(dm.dataset, num_segments=3).resolve_num_segments() == 3

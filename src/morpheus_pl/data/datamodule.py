@@ -40,7 +40,7 @@ class PersonaDialogDataModule(L.LightningDataModule):
     def __init__(
         self,
         dataset: dict,
-        num_segments: int = 5,
+        num_segments: int | str = "auto",
         max_history_tokens: int = 256,
         max_response_tokens: int = 64,
         max_segment_tokens: int = 32,
@@ -71,6 +71,15 @@ class PersonaDialogDataModule(L.LightningDataModule):
             log.info("%s/%s: %d examples", self.dataset["name"], split, len(self.examples[split]))
         return self.examples[split]
 
+    def resolve_num_segments(self) -> int:
+        """M (Eq. 3): `num_segments`, or with "auto" the most segments any training persona has
+        (5 on ConvAI2-style data, the paper's M; a fixed M cuts the segments of longer personas)."""
+        if self.num_segments == "auto":
+            separator = self.dataset["separator"]
+            self.num_segments = max(1, max(len(persona_segments(ex.persona, separator))
+                                           for ex in self.read("train")))
+        return int(self.num_segments)
+
     def set_tokenizers(self, tokenizer, segment_tokenizer=None) -> None:
         """Decoder tokenizer (speaker tokens are added here) and, optionally, the encoder's."""
         tokenizer.add_special_tokens({"additional_special_tokens": list(SPEAKERS)})
@@ -82,6 +91,7 @@ class PersonaDialogDataModule(L.LightningDataModule):
         if self.tokenizer is None:
             raise RuntimeError("PersonaDialogDataModule.set_tokenizers must be called before setup")
         train = self.read("train")
+        self.resolve_num_segments()
         held_out = {s: self.read(s) for s in ("val", "test")}
         check_role_leakage(train, held_out, on_leak=self.dataset.get("on_role_leak", "error"))
         for split in ("train", "val", "test"):
@@ -122,7 +132,7 @@ class PersonaDialogDataModule(L.LightningDataModule):
         history = [tid for turn in kept for tid in turn] + [self_tag]
         response = self._ids(ex.response)[: self.max_response_tokens - 1] + [tok.eos_token_id]
         try:
-            segments = split_persona(ex.persona, self.dataset["separator"], self.num_segments)
+            segments = split_persona(ex.persona, self.dataset["separator"], self.resolve_num_segments())
         except ValueError as err:
             raise DataFormatError(
                 f"record {ex.source}: field 'persona': {err} (expected sentences separated by "

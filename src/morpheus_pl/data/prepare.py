@@ -3,17 +3,20 @@ training split (model.tokenizer.train_vocab_size) or loaded, saved by fingerprin
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.digest import settings_digest
 from morpheus_pl.distributed import global_rank, wait_for
 from morpheus_pl.modules.decoder import load_tokenizer, train_tokenizer
 from morpheus_pl.neutral_keys import without_neutral
+
+log = logging.getLogger("morpheus_pl")
 
 
 def tokenizer_dir(cfg: DictConfig) -> Path:
@@ -23,6 +26,18 @@ def tokenizer_dir(cfg: DictConfig) -> Path:
     tok_cfg = OmegaConf.to_container(cfg.model, resolve=True)["tokenizer"]
     key = [without_neutral(dataset, "dataset"), without_neutral(tok_cfg, "model.tokenizer")]
     return Path(cfg.paths.artifacts) / "tokenizers" / settings_digest(key, 12, default=str)
+
+
+def resolve_num_segments(cfg: DictConfig, dm: PersonaDialogDataModule) -> int:
+    """M (Eq. 3) as the DataModule decides it (`data.num_segments: auto`: from the training
+    personas), written into `cfg` so that every fingerprint, the predictor's slots and
+    results.json see the number."""
+    m = dm.resolve_num_segments()
+    if cfg.data.num_segments == "auto":
+        with open_dict(cfg):
+            cfg.data.num_segments = m
+        log.info("data.num_segments=auto: M = %d, the most segments of a training persona", m)
+    return m
 
 
 def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
@@ -40,6 +55,7 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
         wait_for(lambda: (tok_dir / "tokenizer.json").exists(), f"rank 0 to write {tok_dir}")
     dm = PersonaDialogDataModule(dataset=dataset, seed=cfg.seed,
                                  **OmegaConf.to_container(cfg.data, resolve=True))
+    resolve_num_segments(cfg, dm)
     saved = (tok_dir / "tokenizer.json").exists()
     trust_decoder_code = bool(cfg.model.get("trust_remote_code", False))
     staging = tok_dir.with_name(f"{tok_dir.name}.{os.getpid()}.tmp")
