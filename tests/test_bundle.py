@@ -150,3 +150,17 @@ def test_broken_bundles_are_refused_with_the_file_named(tiny_bundle, tmp_path):
         MorpheusModel.from_pretrained(broken)
     with pytest.raises(CheckpointError, match="not a model bundle"):
         MorpheusModel.from_pretrained(tmp_path)
+
+
+def test_stage_export_writes_where_asked_and_refuses_a_run_without_codebook(tiny_compose,
+                                                                            tiny_joint, tmp_path):
+    from morpheus_pl.errors import ConfigError
+    from morpheus_pl.run import run
+
+    printed = run(tiny_compose("stage=export", f"export.dir={tmp_path / 'm'}"))
+    assert printed == tmp_path / "m" and (printed / WEIGHTS).is_file()
+    assert MorpheusModel.from_pretrained(printed).config["sizes"]["N"] == 8
+    default = run(tiny_compose("stage=export", f"paths.output={tmp_path / 'run'}"))
+    assert default == tmp_path / "run" / "model" and (default / CONFIG).is_file()
+    with pytest.raises(ConfigError, match="stage=export bundles MORPHEUS's persona codebook"):
+        run(tiny_compose("stage=export", "ablation=no_pc"))
