@@ -85,7 +85,10 @@ class MorpheusModel:
         """Load a bundle written by `stage=export` (JSON and safetensors: no pickle)."""
         folder = bundle_folder(name_or_path, revision)
         config = read_config(folder)
-        stage = JointTrainingStage(tokenizer_dir=str(folder), **config["stage_arguments"])
+        arguments = config["stage_arguments"]
+        stage = JointTrainingStage(tokenizer_dir=str(folder), **arguments)
+        if arguments["model"].get("dtype"):  # a decoder rebuilt from its config starts in float32
+            stage.decoder.to(getattr(torch, arguments["model"]["dtype"]))
         load_weights(stage, folder / WEIGHTS)
         encoder_tokenizer = folder / ENCODER_TOKENIZER
         segment_tokenizer = load_tokenizer(encoder_tokenizer) if encoder_tokenizer.is_dir() else None
