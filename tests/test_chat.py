@@ -74,6 +74,7 @@ def test_a_person_at_a_terminal(tiny_bundle, tmp_path):
         term.type("/why")
         why = term.read_until("you> ")
         assert "codes behind the last reply (5 of 8):" in why and why.count("probability") == 5
+        assert why.count("    ~ ") == 15  # three nearest training persona sentences per code
         term.type(UP)  # readline recalls /why
         assert term.read_until("you> ").count("probability") == 5
         term.type("/persona i like dogs | i work as a nurse.")
@@ -105,8 +106,10 @@ def test_a_script_through_a_pipe(tiny_bundle, model, tmp_path):
     second = model.respond([turns[0], first.text, turns[1]], do_sample=False)
     assert lines[:2] == [first.text, second.text]  # codes inferred again from the whole history
     assert lines[2] == "codes behind the last reply (5 of 8):"
-    assert [line.split(":")[0].strip() for line in lines[3:8]] == [f"code {c.code}" for c in second.codes]
-    assert lines[8] == f"saved to {tmp_path / 'd.json'}"
+    why = [f"  code {c.code}: probability {c.probability:.3f}, usage {c.usage:.2f}" for c in second.codes]
+    assert [line for line in lines[3:23] if line.startswith("  code")] == why
+    assert [line[6:] for line in lines[4:7]] == list(second.codes[0].nearest[:3])  # the atlas's
+    assert lines[23] == f"saved to {tmp_path / 'd.json'}"
     (saved,) = read_prediction_inputs(tmp_path / "d.json")  # no persona: predict's input
     assert saved.example.context == (turns[0], first.text, turns[1]) and not saved.has_persona
     assert saved.example.response == second.text

@@ -2,7 +2,7 @@
 
     model = MorpheusModel.from_pretrained("outputs/.../model")   # or a hub repository id
     reply = model.respond(["hi , what do you do for a living ?"])
-    reply.text, reply.codes
+    reply.text, reply.codes   # codes: probability, usage, nearest training persona sentences
 
 Built from the framework's own pieces (the joint stage module, the data module's `encode` and
 `collate`, `generation.generate_batch`), so a greedy reply is token for token the one the
@@ -11,6 +11,7 @@ framework's evaluation generates for the same example. The bundle's files: bundl
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from morpheus_pl.bundle_files import ENCODER_TOKENIZER, WEIGHTS, load_weights, read_config
+from morpheus_pl.bundle_files import ATLAS, ENCODER_TOKENIZER, WEIGHTS, load_weights, read_config
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.data.example import DataFormatError, DialogExample
 from morpheus_pl.data.prediction_input import NO_PERSONA
@@ -34,11 +35,13 @@ _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 @dataclass(frozen=True)
 class PickedCode:
     """A code MORPHEUS picked: its probability under the code predictor's slot-averaged
-    distribution, and its usage in joint training (EMA of its share; uniform use = 1)."""
+    distribution, its usage in joint training (EMA of its share; uniform use = 1), and the
+    training persona sentences nearest to it (the bundle's atlas; empty without one)."""
 
     code: int
     probability: float
     usage: float
+    nearest: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,15 +72,18 @@ def bundle_folder(name_or_path: str | Path, revision: str | None = None) -> Path
 
 
 class MorpheusModel:
-    """A joint-stage module with its tokenizer, data settings and generation defaults."""
+    """A joint-stage module with its tokenizer, data settings, generation defaults and codebook
+    atlas (`atlas`: the atlas.json of atlas_files.py, or {})."""
 
-    def __init__(self, stage: JointTrainingStage, config: dict, segment_tokenizer=None) -> None:
+    def __init__(self, stage: JointTrainingStage, config: dict, segment_tokenizer=None,
+                 atlas: dict | None = None) -> None:
         self.stage = stage.eval()
         self.config = config
         self.data = PersonaDialogDataModule(dataset=config["dataset"], **config["data"])
         self.data.set_tokenizers(stage.tokenizer, segment_tokenizer)
         self.generation = GenerationConfig(**config["generation"])
         self.decode = config["decode"]
+        self.atlas = atlas or {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, revision: str | None = None,
@@ -92,7 +98,9 @@ class MorpheusModel:
         load_weights(stage, folder / WEIGHTS)
         encoder_tokenizer = folder / ENCODER_TOKENIZER
         segment_tokenizer = load_tokenizer(encoder_tokenizer) if encoder_tokenizer.is_dir() else None
-        return cls(stage.to(device), config, segment_tokenizer)
+        atlas = folder / ATLAS
+        atlas = json.loads(atlas.read_text(encoding="utf-8")) if atlas.is_file() else None
+        return cls(stage.to(device), config, segment_tokenizer, atlas)
 
     @property
     def separator(self) -> str:
@@ -147,7 +155,9 @@ class MorpheusModel:
         with torch.no_grad():
             probs = self.stage.code_logits(batch).float().softmax(-1).mean(1)
         usage = self.stage.codebook.usage
-        return [Reply(text, system, tuple(PickedCode(int(k), float(probs[i, k]), float(usage[k]))
+        nearest = {e["code"]: tuple(e["nearest"]) for e in self.atlas.get("codes", [])}
+        return [Reply(text, system, tuple(PickedCode(k, float(probs[i, k]), float(usage[k]),
+                                                     nearest.get(k, ()))
                                           for k in codes[i].tolist()))
                 for i, text in enumerate(texts)]
 

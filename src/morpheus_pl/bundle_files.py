@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -22,6 +23,7 @@ FORMAT = "morpheus_pl.bundle"
 VERSION = 1
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+ATLAS = "atlas.json"
 ENCODER_TOKENIZER = "encoder_tokenizer"
 BUFFER_MEANINGS = {
     "codebook.initialised": "whether stage 2 filled the codes (true in every trained bundle)",
@@ -82,9 +84,10 @@ def buffer_meanings(module: nn.Module) -> dict[str, dict]:
     return out
 
 
-def write_bundle(module: nn.Module, out_dir: Path, config: dict, segment_tokenizer=None) -> Path:
-    """Write the bundle into `out_dir`, replacing an earlier bundle there (never another
-    folder's files): built beside it, then renamed."""
+def write_bundle(module: nn.Module, out_dir: Path, config: dict, segment_tokenizer=None,
+                 extra_files: Sequence[Path] = ()) -> Path:
+    """Write the bundle into `out_dir` (with copies of `extra_files`: the atlas), replacing an
+    earlier bundle there (never another folder's files): built beside it, then renamed."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / CONFIG).is_file():
         raise ConfigError(f"export.dir={out_dir} exists and is not a model bundle (no {CONFIG}): "
@@ -98,6 +101,8 @@ def write_bundle(module: nn.Module, out_dir: Path, config: dict, segment_tokeniz
     module.tokenizer.save_pretrained(str(staging))
     if segment_tokenizer is not None:
         segment_tokenizer.save_pretrained(str(staging / ENCODER_TOKENIZER))
+    for file in extra_files:
+        shutil.copy2(file, staging / Path(file).name)
     full = {"format": FORMAT, "format_version": VERSION, **config,
             "stage_arguments": stage_arguments(module), "buffers": buffer_meanings(module)}
     (staging / CONFIG).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n")

@@ -22,7 +22,8 @@ from morpheus_pl.generation import SYSTEMS
 
 HELP = """\
 commands:
-  /why                  the codes behind the last reply: probability and usage of each
+  /why                  the codes behind the last reply: probability, usage and the three
+                        nearest training persona sentences of each
   /persona <sentences>  reply from this persona (the true-persona path); sentences separated
                         by ' | ' or as in the dataset ('.')
   /persona off          back to MORPHEUS: codes inferred from the history
@@ -31,6 +32,7 @@ commands:
   /save FILE            write the dialogue as a record of the paper's JSON
   /help                 this list
   /quit                 leave (as does end of input)"""
+WHY_NEAREST = 3  # training persona sentences shown per code
 COMMANDS = ("why", "persona", "system", "reset", "save", "help", "quit")
 
 
@@ -76,8 +78,9 @@ class ChatSession:
                     f"(/persona off or /system morpheus for MORPHEUS's)")
         lines = [f"codes behind the last reply ({len(self.last.codes)} of "
                  f"{self.model.config['sizes']['N']}):"]
-        lines += [f"  code {c.code}: probability {c.probability:.3f}, usage {c.usage:.2f}"
-                  for c in self.last.codes]
+        for c in self.last.codes:
+            lines.append(f"  code {c.code}: probability {c.probability:.3f}, usage {c.usage:.2f}")
+            lines += [f"    ~ {sentence}" for sentence in c.nearest[:WHY_NEAREST]]
         return "\n".join(lines)
 
     def _persona(self, argument: str) -> str:

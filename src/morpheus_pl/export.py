@@ -1,6 +1,6 @@
 """stage=export: the trained joint stage as a model bundle (bundle_files.py, loaded by
-bundle.py's `MorpheusModel`), its checkpoint found as stage=evaluate finds it; stage=pipeline
-writes one at its end too (`export.pipeline`)."""
+bundle.py's `MorpheusModel`) with its codebook atlas, its checkpoint found as stage=evaluate
+finds it; stage=pipeline writes one at its end too (`export.pipeline`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from morpheus_pl.atlas_files import ATLAS_FILES, atlas_is_current, stage_atlas
 from morpheus_pl.bundle_files import write_bundle
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.errors import ConfigError
@@ -36,7 +37,12 @@ def export_bundle(cfg: DictConfig, dm: PersonaDialogDataModule, tokenizer_dir: s
     module = build_stage(cfg, "joint", tokenizer_dir)
     payload = load_stage_weights(module, path, stage="joint")
     config = bundle_config(cfg, module.eval(), path, payload)
-    out = write_bundle(module, export_dir(cfg), config, dm.segment_tokenizer)
+    atlas = []
+    if cfg.atlas.k > 0:  # a checkpoint trained before atlases existed gets its atlas now
+        if not atlas_is_current(path.parent, cfg.atlas.k):
+            stage_atlas(module, dm, path.parent, "joint", cfg.atlas.k)
+        atlas = [path.parent / name for name in ATLAS_FILES]
+    out = write_bundle(module, export_dir(cfg), config, dm.segment_tokenizer, atlas)
     log.info("model bundle written to %s", out)
     return out
 

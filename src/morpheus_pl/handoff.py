@@ -73,11 +73,11 @@ def checkpoint_path(cfg: DictConfig, stage: str) -> Path:
 
 
 def run_settings(cfg: DictConfig) -> dict:
-    """The resolved config but its paths, logger, stage name and the export and predict
+    """The resolved config but its paths, logger, stage name and the atlas, export and predict
     settings: what an evaluation depends on (results.json records it, so a sweep can be
     aggregated from its results alone)."""
     return {k: _select(cfg, k) for k in cfg
-            if k not in ("paths", "logger", "stage", "export", "predict")}
+            if k not in ("paths", "logger", "stage", "atlas", "export", "predict")}
 
 
 def evaluation_dir(cfg: DictConfig) -> Path:

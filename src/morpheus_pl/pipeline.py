@@ -2,7 +2,8 @@
 
 `train_stage` returns the checkpoint of a stage, training it (and what it builds on) only when
 no checkpoint with the same fingerprint exists; an interrupted stage resumes exactly from its
-last Lightning checkpoint (morpheus_pl.resume). `train_scorer`/`load_scorer` do the same for
+last Lightning checkpoint (morpheus_pl.resume); the codebook stages write their atlas beside
+it (atlas.py). `train_scorer`/`load_scorer` do the same for
 the consistency scorer. Under a distributed strategy every rank runs these functions in the same
 order (Lightning needs all ranks in every fit and predict); only rank 0 writes files.
 """
@@ -17,10 +18,12 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from morpheus_pl.atlas_files import stage_atlas
 from morpheus_pl.convergence import best_state_dict, convergence_callbacks
 from morpheus_pl.data.consistency import LABEL_NAMES, ConsistencyDataModule
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.distributed import global_rank, run_id, training_lock
+from morpheus_pl.evaluation import evaluation_device
 from morpheus_pl.handoff import checkpoint_path, load_stage_weights, save_stage
 from morpheus_pl.loggers import build_loggers
 from morpheus_pl.modules.text_classifier import train_pair_tokenizer
@@ -180,6 +183,10 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
     _save(trainer, module, path, stage, cfg,
           {"stage": stage, "built_on": str(previous_path) if previous_path else None},
           best=convergence)
+    if cfg.atlas.k > 0 and global_rank() == 0 and issubclass(stage_class(cfg, stage), CodebookInitStage):
+        trained = load_trained(cfg, stage, tokenizer_dir, path)
+        stage_atlas(trained.to(evaluation_device(cfg.trainer.accelerator)), dm, path.parent, stage,
+                    cfg.atlas.k, trainer.loggers if trainer is not None else ())
     return path
 
 
