@@ -13,10 +13,12 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, GPT2Config
 
 from morpheus_pl.bundle import MorpheusModel
-from morpheus_pl.bundle_files import WEIGHTS, write_bundle
+from morpheus_pl.bundle_files import ENCODER_TOKENIZER, WEIGHTS, write_bundle
+from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.errors import ConfigError
 from morpheus_pl.export import bundle_config
 from morpheus_pl.generation import GenerationConfig, generate_batch
+from morpheus_pl.modules.decoder import load_tokenizer
 from morpheus_pl.modules.persona_encoder import DecoderPersonaEncoder
 from morpheus_pl.pipeline import build_stage
 
@@ -108,3 +110,25 @@ def test_export_never_overwrites_a_folder_that_is_not_a_bundle(tiny_compose, tin
     with pytest.raises(ConfigError, match="exists and is not a model bundle"):
         write_bundle(module, tmp_path, bundle_config(cfg, module, tmp_path, {}))
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_separate_persona_encoder_keeps_its_tokenizer(tiny_compose, tiny_data, tmp_path):
+    """encoder=minilm_offline: the encoder's tokenizer travels in encoder_tokenizer/, and the
+    true-persona replies are those of the module the bundle was written from."""
+    dm, tok_dir = tiny_data
+    cfg = tiny_compose("encoder=minilm_offline")
+    segment_tokenizer = load_tokenizer(cfg.encoder.name_or_path)
+    module = build_stage(cfg, "joint", tok_dir).eval()
+    out = write_bundle(module, tmp_path / "model", bundle_config(cfg, module, tmp_path, {}),
+                       segment_tokenizer)
+    model = MorpheusModel.from_pretrained(out)
+    assert (out / ENCODER_TOKENIZER / "tokenizer.json").is_file()
+    assert model.data.segment_tokenizer.vocab == segment_tokenizer.vocab
+    framework = PersonaDialogDataModule(dataset=dm.dataset, num_segments=5)
+    framework.set_tokenizers(dm.tokenizer, segment_tokenizer)
+    examples = dm.read("test")[:4]
+    batch = framework.collate([framework.encode(ex) for ex in examples])
+    texts, _ = generate_batch(module, batch, "true_persona", GenerationConfig(**GREEDY))
+    replies = model.respond_batch([ex.context for ex in examples], [ex.persona for ex in examples],
+                                  system="true_persona", **GREEDY)
+    assert [r.text for r in replies] == texts
