@@ -12,7 +12,7 @@ from safetensors import safe_open
 from morpheus_pl.bundle import MorpheusModel, Reply
 from morpheus_pl.bundle_files import CONFIG, WEIGHTS
 from morpheus_pl.data.example import DataFormatError
-from morpheus_pl.errors import CheckpointError, MissingModelError
+from morpheus_pl.errors import CheckpointError, ConfigError, MissingModelError
 from morpheus_pl.generation import GenerationConfig, generate_batch
 from morpheus_pl.handoff import checkpoint_path, fingerprint
 from morpheus_pl.pipeline import load_trained
@@ -110,6 +110,11 @@ def test_persona_systems_need_a_persona_and_bad_histories_are_named(model):
         model.respond("hi there")
     with pytest.raises(DataFormatError, match="history 0: field 'persona'"):
         model.respond(["hi"], persona=["..."], system="true_persona")
+    with pytest.raises(ConfigError, match=r"unknown generation setting\(s\) \['top_q'\]"):
+        model.respond(["hi"], top_q=0.5)
+    with pytest.raises(ConfigError, match="2 histories but 1 personas"):
+        model.respond_batch([["hi"], ["ho"]], [None])
+    assert model.respond_batch([]) == []
 
 
 def test_a_hub_id_goes_through_snapshot_download(tiny_bundle, monkeypatch):
@@ -154,7 +159,6 @@ def test_broken_bundles_are_refused_with_the_file_named(tiny_bundle, tmp_path):
 
 def test_stage_export_writes_where_asked_and_refuses_a_run_without_codebook(tiny_compose,
                                                                             tiny_joint, tmp_path):
-    from morpheus_pl.errors import ConfigError
     from morpheus_pl.run import run
 
     printed = run(tiny_compose("stage=export", f"export.dir={tmp_path / 'm'}"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -144,6 +144,12 @@ class MorpheusModel:
         lacking = [ex.source for ex, given in zip(examples, has_persona) if not given]
         if system in PERSONA_SYSTEMS and lacking:
             raise DataFormatError(f"system {system} needs a persona: none given for {lacking[0]}")
+        unknown = sorted(set(generation) - {f.name for f in fields(GenerationConfig)})
+        if unknown:
+            raise ConfigError(f"unknown generation setting(s) {unknown}: expected some of "
+                              f"{[f.name for f in fields(GenerationConfig)]}")
+        if not examples:
+            return []
         config = replace(self.generation, **generation)
         batch = self.data.collate([self.data.encode(ex) for ex in examples])
         batch = self.stage.transfer_batch_to_device(batch, self.stage.device, 0)

@@ -2,10 +2,10 @@
 
 `train_stage` returns the checkpoint of a stage, training it (and what it builds on) only when
 no checkpoint with the same fingerprint exists; an interrupted stage resumes exactly from its
-last Lightning checkpoint (morpheus_pl.resume); the codebook stages write their atlas beside
-it (atlas.py). `train_scorer`/`load_scorer` do the same for
+last Lightning checkpoint (morpheus_pl.resume). `train_scorer`/`load_scorer` do the same for
 the consistency scorer. Under a distributed strategy every rank runs these functions in the same
-order (Lightning needs all ranks in every fit and predict); only rank 0 writes files.
+order (Lightning needs all ranks in every fit and predict); only rank 0 writes files, among them
+the codebook atlas a trained codebook stage leaves beside its checkpoint (atlas.py).
 """
 
 from __future__ import annotations
@@ -183,7 +183,8 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
     _save(trainer, module, path, stage, cfg,
           {"stage": stage, "built_on": str(previous_path) if previous_path else None},
           best=convergence)
-    if cfg.atlas.k > 0 and global_rank() == 0 and issubclass(stage_class(cfg, stage), CodebookInitStage):
+    has_codebook = issubclass(stage_class(cfg, stage), CodebookInitStage)
+    if has_codebook and cfg.atlas.k > 0 and global_rank() == 0:
         trained = load_trained(cfg, stage, tokenizer_dir, path)
         stage_atlas(trained.to(evaluation_device(cfg.trainer.accelerator)), dm, path.parent, stage,
                     cfg.atlas.k, trainer.loggers if trainer is not None else ())
