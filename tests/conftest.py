@@ -100,3 +100,25 @@ def tiny_decoder(request, tiny_tokenizer):
     torch.manual_seed(0)
     config = TINY_ARCHS[request.param](len(tiny_tokenizer))
     return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_joint(tiny_compose, tiny_data):
+    """(cfg, datamodule, tokenizer_dir) of `tiny_cfg` with its joint stage trained (and the
+    stages it builds on): a tiny trained MORPHEUS."""
+    from morpheus_pl.pipeline import train_stage
+
+    cfg = tiny_compose()
+    dm, tok_dir = tiny_data
+    train_stage(cfg, "joint", dm, tok_dir)
+    return cfg, dm, tok_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_joint, tiny_compose, tmp_path_factory) -> Path:
+    """The model bundle of `tiny_joint` (stage=export's function)."""
+    from morpheus_pl.export import export_bundle
+
+    _, dm, tok_dir = tiny_joint
+    out = tmp_path_factory.mktemp("bundle") / "model"
+    return export_bundle(tiny_compose(f"export.dir={out}"), dm, tok_dir)

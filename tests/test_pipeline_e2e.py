@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from morpheus_pl.bundle import MorpheusModel
+
 # conf/debug/tiny.yaml (GPT-2 2 x 32, N=8, 6 steps per stage and for the scorer, 6 new tokens)
 # with a larger world, a smaller tokenizer, and a small consistency scorer trained
 TINY = [
@@ -82,11 +84,17 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
 
     assert results["checkpoints"]["morpheus"].endswith("model.ckpt")
     assert "/joint/" in results["checkpoints"]["morpheus"]
+    bundle = MorpheusModel.from_pretrained(out_dir / "model")  # stage=pipeline's model bundle
+    assert bundle.config["provenance"]["checkpoint"] == results["checkpoints"]["morpheus"]
+    assert len(bundle.respond(["hi , how are you ?"]).codes) == 5
+    assert not (no_scorer / "model").exists()  # stage=evaluate writes none
 
     again = tmp_path / "again"  # the same settings: the evaluation is copied, not re-run
     proc = _run(tmp_path, f"hydra.run.dir={again}")
     assert "evaluation with these settings already done" in proc.stderr + proc.stdout
     assert (again / "results.json").read_text() == (out_dir / "results.json").read_text()
+    assert (again / "model" / "model.safetensors").read_bytes() == (
+        out_dir / "model" / "model.safetensors").read_bytes()
 
     stage1 = list((tmp_path / "artifacts" / "stages" / "role_awareness").glob("*/model.ckpt"))
     assert len(stage1) == 1

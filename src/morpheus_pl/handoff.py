@@ -78,16 +78,17 @@ def search_objective(cfg: DictConfig) -> float | None:
 
 
 def run_settings(cfg: DictConfig) -> dict:
-    """The resolved config but its paths, logger, stage name, search objective and console
-    output: what an evaluation depends on (results.json records it, so a sweep can be
-    aggregated from its results alone)."""
+    """The resolved config but its paths, logger, stage name, search objective, console output
+    and the atlas, export and predict settings: what an evaluation depends on (results.json
+    records it, so a sweep can be aggregated from its results alone)."""
     return {k: _select(cfg, k) for k in cfg
-            if k not in ("paths", "logger", "stage", "optimized_metric", "print_config")}
+            if k not in ("paths", "logger", "stage", "optimized_metric", "print_config", "atlas",
+                         "export", "predict")}
 
 
 def evaluation_dir(cfg: DictConfig) -> Path:
-    """Where a finished evaluation with these settings is kept: a hash of the whole config but
-    its paths, logger and stage name (pipeline and evaluate give the same evaluation), plus
+    """Where a finished evaluation with these settings is kept: a hash of `run_settings`
+    (pipeline and evaluate give the same evaluation), plus
     whether a scorer checkpoint exists (training one later makes the evaluation stale)."""
     settings = run_settings(cfg)
     settings["scorer_checkpoint_exists"] = checkpoint_path(cfg, "scorer").exists()

@@ -3,8 +3,9 @@
 `train_stage` returns the checkpoint of a stage, training it (and what it builds on) only when
 no checkpoint with the same fingerprint exists; an interrupted stage resumes exactly from its
 last Lightning checkpoint (morpheus_pl.resume). The consistency scorer is trained the same way
-(morpheus_pl.scorer.training). Under a distributed strategy every rank runs these functions in the same
-order (Lightning needs all ranks in every fit and predict); only rank 0 writes files.
+(morpheus_pl.scorer.training). Under a distributed strategy every rank runs these functions in
+the same order (Lightning needs all ranks in every fit and predict); only rank 0 writes files,
+among them the codebook atlas a trained codebook stage leaves beside its checkpoint (atlas.py).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from morpheus_pl.atlas_files import stage_atlas
 from morpheus_pl.convergence import best_state_dict, convergence_callbacks
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.distributed import global_rank, run_id, training_lock
+from morpheus_pl.evaluation import evaluation_device
 from morpheus_pl.handoff import checkpoint_path, load_stage_weights, save_stage
 from morpheus_pl.loggers import build_loggers
 from morpheus_pl.progress import ProgressLog
@@ -142,6 +145,11 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
     _save(trainer, module, path, stage, cfg,
           {"stage": stage, "built_on": str(previous_path) if previous_path else None,
            "last_validation": validation}, best=convergence)
+    has_codebook = "codebook" in stage_module(cfg, stage).extra_config_groups
+    if has_codebook and cfg.atlas.k > 0 and global_rank() == 0:
+        trained = load_trained(cfg, stage, tokenizer_dir, path)
+        stage_atlas(trained.to(evaluation_device(cfg.trainer.accelerator)), dm, path.parent, stage,
+                    cfg.atlas.k, trainer.loggers if trainer is not None else ())
     return path
 
 
