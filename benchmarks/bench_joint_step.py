@@ -88,8 +88,9 @@ def build(variant: str, tokenizer_dir: str, device: str):
     from morpheus_pl.pipeline import build_stage
     from morpheus_pl.stages.base import adamw
 
-    overrides = ["model=gpt2", "model.source=config", "model.name_or_path=null",
-                 "model.architecture={model_type: gpt2}"]
+    # M fixed at the paper's 5: no data is read here to decide it (data.num_segments=auto)
+    overrides = ["data.num_segments=5", "model=gpt2", "model.source=config",
+                 "model.name_or_path=null", "model.architecture={model_type: gpt2}"]
     if variant == "joint_detached_history":
         overrides.append("predictor.history_grad=false")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):

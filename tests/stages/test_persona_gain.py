@@ -11,7 +11,11 @@ import torch
 from morpheus_pl.data.example import DialogExample
 from morpheus_pl.modules.prefix_lm import prefix_lm_loss
 from morpheus_pl.pipeline import build_stage
-from morpheus_pl.stages.persona_gain import PersonaGain, log_persona_gain, other_role_index
+from morpheus_pl.stages.persona_gain import (
+    IgnoredPrefixWarning,
+    log_persona_gain,
+    other_role_index,
+)
 
 
 def _example(*persona: str) -> DialogExample:
@@ -71,10 +75,10 @@ def test_a_prefix_the_decoder_ignores_is_flagged_at_the_end(tiny_compose, tiny_d
     assert ("the decoder ignores its persona prefix" in caplog.text) == warns
 
 
-def test_the_stages_with_a_persona_prefix_attach_the_callback(tiny_compose, tiny_data):
+def test_the_stages_with_a_persona_prefix_attach_the_warning(tiny_compose, tiny_data):
     _, tok_dir = tiny_data
-    for stage_name, overrides, expected in (("role_awareness", (), [PersonaGain]),
-                                            ("joint", (), [PersonaGain]),
+    for stage_name, overrides, expected in (("role_awareness", (), [IgnoredPrefixWarning]),
+                                            ("joint", (), [IgnoredPrefixWarning]),
                                             ("joint", ("ablation=no_pc",), []),
                                             ("codebook_init", (), []), ("no_persona", (), [])):
         stage = build_stage(tiny_compose(*overrides), stage_name, tok_dir)

@@ -24,7 +24,7 @@ from morpheus_pl.modules.persona_codebook import (
 )
 from morpheus_pl.modules.prefix_lm import history_states, prefix_lm_loss
 from morpheus_pl.stages.base import PersonaDialogStage
-from morpheus_pl.stages.persona_gain import PersonaGain
+from morpheus_pl.stages.persona_gain import IgnoredPrefixWarning, log_persona_gain
 
 log = logging.getLogger("morpheus_pl")
 DEAD_USAGE = 0.01  # a code whose usage EMA (uniform use = 1) is below this counts as dead
@@ -47,7 +47,7 @@ class JointTrainingStage(PersonaDialogStage):
         )
 
     def configure_callbacks(self) -> list:
-        return [PersonaGain()]  # through the codebook: the prefix of the nearest codes
+        return [IgnoredPrefixWarning()]
 
     def code_logits(self, batch: dict) -> Tensor:
         """Eq. 12: logits (B, M, N) from c = Decoder(C) computed WITHOUT the persona prefix; c
@@ -100,11 +100,12 @@ class JointTrainingStage(PersonaDialogStage):
         }
 
     def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
-        """The weighted losses, and `val/loss_gen_predicted`: the response NLL under the prefix
+        """The weighted losses, `val/persona_gain`, and `val/loss_gen_predicted`: the response NLL under the prefix
         of the codes the predictor picks from the history (`predictor.decode`), as generation
         conditions on them. L_G conditions on the true persona's codes instead, so this is the
         validation loss of MORPHEUS as it is used (the hparams_search objective)."""
         total = super().validation_step(batch, batch_idx)
+        log_persona_gain(self, batch)  # through the codebook: the prefix of the nearest codes
         generator = torch.Generator(device=batch["lm_ids"].device).manual_seed(batch_idx)
         _, vectors = self.predicted_vectors(self.code_logits(batch), self.predictor_cfg["decode"],
                                             generator)
@@ -165,7 +166,7 @@ class JointTrainingStage(PersonaDialogStage):
     def on_train_end(self) -> None:
         """Log how many codes are in use at the end, with a warning when the codebook has
         collapsed onto one code; where the logger keeps tables (W&B), the usage of every code;
-        (the warning when the decoder ignores the codebook prefix: the PersonaGain callback)."""
+        (the warning when the decoder ignores the codebook prefix: IgnoredPrefixWarning)."""
         in_use = int((self.codebook.usage >= DEAD_USAGE).sum())
         if self.global_rank == 0:
             log.info("joint: %d of %d codes in use at the end of training (usage EMA >= %g)",

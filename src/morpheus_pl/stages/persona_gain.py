@@ -1,11 +1,14 @@
-"""`val/persona_gain`, a callback: does the decoder read its persona prefix?
+"""`val/persona_gain`: does the decoder read its persona prefix?
 
 The response NLL under another role's prefix minus under the example's own, in nats per response
-token, at every validation batch of a stage with a persona prefix (its module's
+token, logged at every validation batch of a stage with a persona prefix (its module's
 `generation_prefix`: stage 1's true persona, joint training's nearest codes). Clearly > 0: the
 decoder reads the prefix; about 0: it ignores it, and the codebook can carry nothing (on the
-default world stage 1 starts reading it between steps 939 and 1,409; docs/logging.md). At the end
-of training a gain below IGNORED_PREFIX_GAIN is a warning.
+default world stage 1 starts reading it between steps 939 and 1,409; docs/logging.md).
+
+The stages call `log_persona_gain` from their `validation_step`: its extra forward pass must run
+inside the strategy's step (under FSDP a callback hook sees only parameter shards). The warning
+at the end of training is a callback, `IgnoredPrefixWarning`, which those stages attach.
 """
 
 from __future__ import annotations
@@ -25,13 +28,9 @@ log = logging.getLogger("morpheus_pl")
 IGNORED_PREFIX_GAIN = 0.01
 
 
-class PersonaGain(L.Callback):
-    """Logs `val/persona_gain` for a module with `generation_prefix(batch)` (None: no prefix,
-    nothing logged), and warns at the end of training when the decoder ignores the prefix."""
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                                dataloader_idx=0) -> None:
-        log_persona_gain(pl_module, batch)
+class IgnoredPrefixWarning(L.Callback):
+    """Warns at the end of training when the last `val/persona_gain` is below
+    IGNORED_PREFIX_GAIN: the decoder ignores the prefix."""
 
     def on_train_end(self, trainer, pl_module) -> None:
         gain = trainer.callback_metrics.get("val/persona_gain")

@@ -8,7 +8,7 @@ from torch import Tensor
 from morpheus_pl.modules.prefix_lm import prefix_lm_loss
 from morpheus_pl.modules.segment_reconstruction import segment_reconstruction_loss
 from morpheus_pl.stages.base import PersonaDialogStage
-from morpheus_pl.stages.persona_gain import PersonaGain
+from morpheus_pl.stages.persona_gain import IgnoredPrefixWarning, log_persona_gain
 
 
 class RoleAwarenessStage(PersonaDialogStage):
@@ -18,7 +18,7 @@ class RoleAwarenessStage(PersonaDialogStage):
     """
 
     def configure_callbacks(self) -> list:
-        return [PersonaGain()]
+        return [IgnoredPrefixWarning()]
 
     def generation_prefix(self, batch: dict) -> list[tuple[Tensor, Tensor]] | None:
         """The prefix L_G conditions on (Eq. 2: the true persona's); None: no prefix."""
@@ -33,3 +33,8 @@ class RoleAwarenessStage(PersonaDialogStage):
             out["segment"] = segment_reconstruction_loss(
                 self.decoder, self.projector, p, batch["segment_lm_ids"], batch["segment_lm_mask"])
         return out
+
+    def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
+        total = super().validation_step(batch, batch_idx)
+        log_persona_gain(self, batch)
+        return total
