@@ -47,7 +47,9 @@ def test_torch_load_and_resume_use_weights_only():
 
 
 def test_every_from_pretrained_passes_trust_remote_code_from_a_parameter():
-    calls = _calls("from_pretrained")
+    # the project's own bundle loader (JSON and safetensors: no remote code) is not a hub load
+    calls = [(where, call) for where, call in _calls("from_pretrained")
+             if not (isinstance(call.func.value, ast.Name) and call.func.value.id == "MorpheusModel")]
     assert len(calls) >= 5
     for where, call in calls:
         value = _keyword(call, "trust_remote_code")
