@@ -74,13 +74,12 @@ def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: 
     if prompt is not None:
         ids, mask, kwargs["inputs_embeds"] = with_virtual_tokens(stage.generating_model, prompt, ids,
                                                                  mask, tok.pad_token_id)
+    if config.do_sample:  # greedy decoding takes no sampling settings (transformers warns)
+        kwargs.update(top_p=config.top_p, top_k=config.top_k, temperature=config.temperature)
     out = stage.generating_model.generate(
         input_ids=ids,
         attention_mask=mask,
         do_sample=config.do_sample,
-        top_p=config.top_p,
-        top_k=config.top_k,
-        temperature=config.temperature,
         max_new_tokens=config.max_new_tokens,
         min_new_tokens=config.min_new_tokens,
         pad_token_id=tok.pad_token_id,
