@@ -29,8 +29,8 @@ def mean_state(hidden: Tensor, mask: Tensor) -> Tensor:
 def weighted_mean_state(hidden: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
     """Mean of the hidden states (.., L, d) over the real tokens, token t weighted by weights[t]."""
     weights = weights * mask.to(weights.dtype)
-    return (hidden * weights.unsqueeze(-1).to(hidden.dtype)).sum(-2) / weights.sum(-1, keepdim=True).clamp(
-        min=torch.finfo(weights.dtype).tiny).to(hidden.dtype)
+    total = weights.sum(-1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
+    return (hidden * weights.unsqueeze(-1).to(hidden.dtype)).sum(-2) / total.to(hidden.dtype)
 
 
 POOLINGS = ("last", "mean", "last_mean", "sif")
