@@ -85,7 +85,7 @@ class JointTrainingStage(PersonaDialogStage):
         e_k = self.codebook.lookup(k)
         z = straight_through(p, e_k, self.codebook_cfg["straight_through"])
         logits = self.code_logits(batch)
-        self._assignment = (p.detach(), k)
+        self._assignment, self._code_logits = (p.detach(), k), logits.detach()
         picked, vectors = self.predicted_vectors(logits.detach(), self.predictor_cfg["decode"])
         kv = self.projector(self.with_predicted_prefix(z, vectors))
         self.log(f"{'train' if self.training else 'val'}/code_recall",
@@ -100,14 +100,15 @@ class JointTrainingStage(PersonaDialogStage):
         }
 
     def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
-        """The weighted losses, `val/persona_gain`, and `val/loss_gen_predicted`: the response NLL under the prefix
-        of the codes the predictor picks from the history (`predictor.decode`), as generation
-        conditions on them. L_G conditions on the true persona's codes instead, so this is the
+        """The weighted losses, `val/persona_gain`, and `val/loss_gen_predicted`: the response
+        NLL under the prefix of the codes the predictor picks from the history
+        (`predictor.decode`), as generation conditions on them. L_G conditions on the true persona's codes instead, so this is the
         validation loss of MORPHEUS as it is used (the hparams_search objective)."""
         total = super().validation_step(batch, batch_idx)
         log_persona_gain(self, batch)  # through the codebook: the prefix of the nearest codes
         generator = torch.Generator(device=batch["lm_ids"].device).manual_seed(batch_idx)
-        _, vectors = self.predicted_vectors(self.code_logits(batch), self.predictor_cfg["decode"],
+        # the step's code logits (`losses`), not a second history pass
+        _, vectors = self.predicted_vectors(self._code_logits, self.predictor_cfg["decode"],
                                             generator)
         nll = prefix_lm_loss(self.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"],
                              self.projector(vectors))
