@@ -13,6 +13,8 @@ from morpheus_pl.modules.code_predictor import DECODE_MODES, DISTINCT_MODES, LOS
 from morpheus_pl.modules.history_reader import READS
 from morpheus_pl.stage_table import STAGES, SYSTEM_STAGES
 
+PREFIX_SCHEDULES = ("constant", "linear")  # loss.predicted_prefix_schedule
+
 
 def check_config(cfg: DictConfig) -> None:
     """Every check that applies to `cfg.stage.name`: strategy, then systems, then the predictor's
@@ -24,6 +26,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.stage.name in ("joint", "pipeline", "evaluate"):
         check_predictor(cfg.predictor, cfg.eval.compare_decode, cfg.codebook.N)
         check_decode(cfg)
+        check_predicted_prefix(cfg.loss)
 
 
 def check_optimized_metric(value) -> None:
@@ -60,6 +63,20 @@ def check_predictor(predictor: DictConfig, compare_decode, n: int) -> None:
     if top_k is not None and (type(top_k) is not int or not 1 <= top_k <= n):
         raise ConfigError(f"predictor.expected_top_k must be null (all N codes) or an int in "
                           f"[1, codebook.N={n}], got {top_k!r}")
+
+
+def check_predicted_prefix(loss: DictConfig) -> None:
+    """Train as you infer's settings (stages/joint.py): a share in [0, 1], a known schedule."""
+    share = loss.get("predicted_prefix_share", 0.0)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ConfigError(f"loss.predicted_prefix_share must be a number in [0, 1], got {share!r}")
+    schedule = loss.get("predicted_prefix_schedule", "constant")
+    if schedule not in PREFIX_SCHEDULES:
+        raise ConfigError(f"loss.predicted_prefix_schedule must be one of {PREFIX_SCHEDULES}, "
+                          f"got {schedule!r}")
+    if not isinstance(loss.get("predicted_prefix_grad", False), bool):
+        raise ConfigError(f"loss.predicted_prefix_grad must be true or false, got "
+                          f"{loss.predicted_prefix_grad!r}")
 
 
 def check_decode(cfg: DictConfig) -> None:

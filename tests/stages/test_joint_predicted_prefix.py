@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from morpheus_pl.modules.code_predictor import decode_codes
 from morpheus_pl.modules.prefix_lm import prefix_lm_loss
 from morpheus_pl.pipeline import build_stage
+from morpheus_pl.stages.joint import scheduled_share
+
+pytestmark = pytest.mark.filterwarnings("ignore:You are trying to .self.log")
 
 
 def _stage(tiny_compose, tok_dir, share: float):
@@ -51,3 +56,42 @@ def test_picked_vectors_replace_whole_examples_and_pass_no_gradient_to_the_codeb
     assert torch.equal(z.grad.abs().sum((1, 2)) > 0, from_z)
     stage.eval()  # generation-time evaluation: never replaced
     assert stage.with_predicted_prefix(z, picked) is z
+
+
+@pytest.mark.parametrize("decode", ["top_m_distinct", "expected"])
+def test_predicted_prefix_grad_reaches_the_code_path_with_the_same_forward_value(
+        tiny_compose, tiny_data, decode):
+    """With `loss.predicted_prefix_grad=true` L_G alone moves the predictor and the codebook
+    (the code path); its value is the one of the constant prefix; without it neither moves."""
+    dm, tok_dir = tiny_data
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    grads, values = {}, {}
+    for grad in (False, True):
+        torch.manual_seed(0)
+        stage = build_stage(tiny_compose("loss.predicted_prefix_share=1.0", f"predictor.decode={decode}",
+                                         f"loss.predicted_prefix_grad={grad}"), "joint", tok_dir).train()
+        for module in stage.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        gen = stage.losses(batch)["gen"]
+        gen.backward()
+        values[grad] = float(gen)
+        grads[grad] = [p.grad for p in (stage.predictor.mlp[-1].weight, stage.codebook.codes)]
+    assert values[True] == pytest.approx(values[False], abs=1e-5)
+    assert all(g is None or float(g.abs().sum()) == 0 for g in grads[False])
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in grads[True])
+
+
+def test_the_stage_takes_its_share_from_the_schedule_and_its_trainer(tiny_compose, tiny_data):
+    stage = build_stage(tiny_compose("loss.predicted_prefix_share=0.8",
+                                     "loss.predicted_prefix_schedule=linear"), "joint", tiny_data[1])
+    assert stage.predicted_prefix_share_now() == 0.8  # no trainer: no known total
+    stage._trainer = SimpleNamespace(global_step=30, estimated_stepping_batches=120)
+    assert stage.predicted_prefix_share_now() == pytest.approx(0.2)
+
+
+def test_the_linear_schedule_rises_from_zero_to_the_share():
+    assert [scheduled_share(0.5, "linear", s, 100) for s in (0, 50, 100, 150)] == [0, 0.25, 0.5, 0.5]
+    assert scheduled_share(0.5, "constant", 0, 100) == 0.5
+    assert scheduled_share(0.5, "linear", 10, 0) == 0.5  # no known total: the share throughout

@@ -86,7 +86,10 @@ class JointTrainingStage(PersonaDialogStage):
         z = straight_through(p, e_k, self.codebook_cfg["straight_through"])
         logits = self.code_logits(batch)
         self._assignment, self._code_logits = (p.detach(), k), logits.detach()
-        picked, vectors = self.predicted_vectors(logits.detach(), self.predictor_cfg["decode"])
+        decode = self.predictor_cfg["decode"]
+        picked, vectors = self.predicted_vectors(logits.detach(), decode)
+        if self.training and self.loss_cfg.get("predicted_prefix_grad", False):
+            vectors = self.through_code_path(logits, vectors, decode)
         kv = self.projector(self.with_predicted_prefix(z, vectors))
         self.log(f"{'train' if self.training else 'val'}/code_recall",
                  set_recall(picked, k).mean(), batch_size=p.shape[0], sync_dist=not self.training)
@@ -116,17 +119,43 @@ class JointTrainingStage(PersonaDialogStage):
         return total
 
     def with_predicted_prefix(self, z: Tensor, predicted: Tensor) -> Tensor:
-        """Train as you infer (not in the paper): in training, a random `loss.predicted_prefix_share`
-        of the batch's examples get the `predicted` vectors (`predicted_vectors`: those of the
-        codes the predictor picked, as generation will use them) instead of z, so L_G also
-        teaches the decoder the prefix it sees at inference, wrong codes included. The predicted
-        vectors are constants here: L_G does not move the codebook through them. 0 (the
-        default): the paper's L_G on z alone."""
-        share = float(self.loss_cfg.get("predicted_prefix_share", 0.0))
+        """Train as you infer (not in the paper): in training, a random share
+        (`predicted_prefix_share_now`) of the batch's examples get the `predicted` vectors
+        (`predicted_vectors`: those of the codes the predictor picked, as generation will use
+        them) instead of z, so L_G also teaches the decoder the prefix it sees at inference,
+        wrong codes included. With `loss.predicted_prefix_grad=false` the predicted vectors are
+        constants (L_G moves neither the codebook nor the predictor through them); with true they
+        carry `through_code_path`'s gradient. Share 0 (the default): the paper's L_G on z alone."""
+        share = self.predicted_prefix_share_now()
         if not self.training or share <= 0:
             return z
+        self.log("train/predicted_prefix_share", share, batch_size=1)
+        if not self.loss_cfg.get("predicted_prefix_grad", False):
+            predicted = predicted.detach()
         use = torch.rand(z.shape[0], device=z.device) < share
-        return torch.where(use[:, None, None], predicted.detach(), z)
+        return torch.where(use[:, None, None], predicted, z)
+
+    def predicted_prefix_share_now(self) -> float:
+        """`loss.predicted_prefix_share` at this step: from the first step (schedule=constant),
+        or rising linearly from 0 to it over joint training (schedule=linear, as scheduled
+        sampling does), so the decoder first learns the true codes' prefix."""
+        return scheduled_share(float(self.loss_cfg.get("predicted_prefix_share", 0.0)),
+                               self.loss_cfg.get("predicted_prefix_schedule", "constant"),
+                               self.global_step,
+                               self._trainer.estimated_stepping_batches if self._trainer else 0)
+
+    def through_code_path(self, logits: Tensor, vectors: Tensor, decode: str) -> Tensor:
+        """The predicted prefix vectors with a gradient into the code path (predictor, the
+        history pass it reads and the codebook): decode=expected's Σ_k P(k|c) e_k is
+        differentiable as it is; a hard decoding keeps its picked codes' e_k as the forward value
+        and takes the gradient of the expected vector over all N codes (straight-through, as in
+        Gumbel-softmax's hard variant). Written here: no library gives a straight-through
+        estimator over a learned codebook."""
+        if decode == "expected":
+            return expected_code_vectors(logits, self.codebook.codes,
+                                         self.predictor_cfg.get("expected_top_k"))
+        soft = expected_code_vectors(logits, self.codebook.codes)
+        return vectors.detach() + soft - soft.detach()
 
     def optimizer_step(self, *args, **kwargs) -> None:
         """The optimiser step, then the codebook statistics. Here rather than in
@@ -188,3 +217,12 @@ def assignment_perplexity(k: Tensor, num_codes: int) -> float:
     share = torch.bincount(k.reshape(-1), minlength=num_codes).float() / k.numel()
     share = share[share > 0]
     return float(torch.exp(-(share * share.log()).sum()))
+
+
+def scheduled_share(share: float, schedule: str, step: int, total_steps: int) -> float:
+    """The share of examples trained on the predicted prefix at `step` of `total_steps`:
+    `share` throughout (constant) or share · step / total_steps (linear; `share` without a
+    known total)."""
+    if schedule == "constant" or total_steps <= 0:
+        return share
+    return share * min(1.0, step / total_steps)
