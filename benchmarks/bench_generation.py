@@ -8,6 +8,9 @@ through `morpheus_pl.generation.generate_batch`, as evaluation does. Targets: at
 MORPHEUS at least 0.9x the tokens per second of plain generation; at L = 32, at most 1.05x the
 floor, plain generation plus one forward pass over the history (the predictor's input).
 Figures: medians of 5 timed runs after one warm-up, plain and MORPHEUS runs alternating.
+`--decodings` adds, at L = 32, the time of each code decoding (`predictor.decode`) against plain
+generation: `rescored` with S sampled sets costs S generations and S² scoring passes (no target;
+the cost is reported).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class _Tokenizer:
 class MorpheusParts(nn.Module):
     """The inference-time parts of the joint stage (Eq. 1), around one decoder."""
 
-    predictor_cfg = {"expected_top_k": None}
+    predictor_cfg = {"expected_top_k": None, "rescore_samples": 4}
     predicted_vectors = JointTrainingStage.predicted_vectors  # picked codes -> prefix vectors
 
     def __init__(self) -> None:
@@ -97,7 +100,10 @@ def paired_median_seconds(plain_fn, morpheus_fn) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    device = torch.device(parser.parse_args().device)
+    parser.add_argument("--decodings", action="store_true",
+                        help="also time every code decoding at 32 new tokens")
+    args = parser.parse_args()
+    device = torch.device(args.device)
     tune_glibc_malloc()  # as `morpheus_pl.run` does
     torch.manual_seed(0)
     parts = MorpheusParts().eval().to(device)
@@ -129,9 +135,26 @@ def main() -> int:
             failures.append(f"at {length} tokens MORPHEUS runs at {speed_ratio:.2f}x plain (< 0.9x)")
         if length == 32 and floor_ratio > 1.05:
             failures.append(f"at {length} tokens MORPHEUS takes {floor_ratio:.3f}x the floor (> 1.05x)")
+    if args.decodings:
+        print_decoding_costs(parts, batch)
     for failure in failures:
         print(f"FAIL: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def print_decoding_costs(parts: MorpheusParts, batch: dict) -> None:
+    """Each decoding's seconds per batch at 32 new tokens, and its ratio to plain generation."""
+    gen = GenerationConfig(do_sample=False, top_p=1.0, max_new_tokens=32, min_new_tokens=32)
+    print(f"\n{'decode':>20}{'s':>8}{'x plain':>9}")
+    plain = median_seconds(lambda: generate_batch(parts, batch, "no_persona", gen))
+    print(f"{'plain':>20}{plain:>8.3f}{1:>9.2f}")
+    for decode, samples in (("argmax", None), ("top_m_distinct", None), ("expected", None),
+                            ("rescored", 2), ("rescored", 4)):
+        if samples:
+            parts.predictor_cfg["rescore_samples"] = samples
+        took = median_seconds(lambda: generate_batch(parts, batch, "morpheus", gen, decode))  # noqa: B023
+        name = f"{decode} S={samples}" if samples else decode
+        print(f"{name:>20}{took:>8.3f}{took / plain:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def test_generation_benchmark_runs_both_systems_through_generate_batch():
     texts, codes = generate_batch(parts, batch, "morpheus", gen)
     assert len(texts) == 2 and codes.shape == (2, bench.SLOTS)
     assert int(codes.min()) >= 0 and int(codes.max()) < bench.CODES
+    texts, codes = generate_batch(parts, batch, "morpheus", gen, "rescored")  # --decodings
+    assert len(texts) == 2 and codes.shape == (2, bench.SLOTS)
 
 
 @pytest.mark.filterwarnings("ignore:.*self.log.*")

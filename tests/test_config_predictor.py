@@ -11,18 +11,19 @@ from morpheus_pl.errors import ConfigError
 from morpheus_pl.handoff import STAGE_KEYS, fingerprint, run_settings
 
 # added with the order-free predictor options and scheduled train-as-you-infer (issue 17)
-NEW_KEYS = {"predictor": ("reads", "expected_top_k"),
+NEW_KEYS = {"predictor": ("reads", "expected_top_k", "rescore_samples"),
             "loss": ("predicted_prefix_schedule", "predicted_prefix_grad")}
 
 
 @pytest.mark.parametrize(("override", "message"), [
     ("predictor.loss=hinge", r"predictor\.loss must be one of \('ce', 'focal', 'set', 'bag'\), got 'hinge'"),
     ("predictor.reads=first", r"predictor\.reads must be one of \('last', 'mean', 'slot_attention'\)"),
-    ("predictor.decode=beam", r"predictor\.decode must be one of \('argmax', .*'expected'\), got 'beam'"),
+    ("predictor.decode=beam", r"predictor\.decode must be one of \('argmax', .*'rescored'\), got 'beam'"),
     ("eval.compare_decode=[argmax,beam]", r"eval\.compare_decode must be one of .*got 'beam'"),
     ("predictor.expected_top_k=0", r"predictor\.expected_top_k must be null .* \[1, codebook\.N=8\]"),
     ("predictor.expected_top_k=9", r"predictor\.expected_top_k .* got 9"),
     ("predictor.expected_top_k=2.5", r"predictor\.expected_top_k .* got 2\.5"),
+    ("predictor.rescore_samples=0", r"predictor\.rescore_samples must be an int >= 1, got 0"),
     ("loss.predicted_prefix_share=1.5", r"loss\.predicted_prefix_share must be a number in \[0, 1\], got 1\.5"),
     ("loss.predicted_prefix_share=half", r"loss\.predicted_prefix_share .* got 'half'"),
     ("loss.predicted_prefix_schedule=cosine",
@@ -43,7 +44,7 @@ def test_every_option_passes_the_checks(tiny_compose):
         check_config(tiny_compose("stage=pipeline", "loss.predicted_prefix_share=1",
                                   f"loss.predicted_prefix_schedule={schedule}",
                                   "loss.predicted_prefix_grad=true"))
-    for decode in ("argmax", "top_m_distinct", "sample", "distinct_argmax", "expected"):
+    for decode in ("argmax", "top_m_distinct", "sample", "distinct_argmax", "expected", "rescored"):
         check_config(tiny_compose("stage=pipeline", f"predictor.decode={decode}",
                                   "predictor.expected_top_k=8", f"eval.compare_decode=[{decode}]"))
 

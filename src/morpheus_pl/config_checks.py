@@ -63,6 +63,9 @@ def check_predictor(predictor: DictConfig, compare_decode, n: int) -> None:
     if top_k is not None and (type(top_k) is not int or not 1 <= top_k <= n):
         raise ConfigError(f"predictor.expected_top_k must be null (all N codes) or an int in "
                           f"[1, codebook.N={n}], got {top_k!r}")
+    samples = predictor.get("rescore_samples", 4)
+    if type(samples) is not int or samples < 1:
+        raise ConfigError(f"predictor.rescore_samples must be an int >= 1, got {samples!r}")
 
 
 def check_predicted_prefix(loss: DictConfig) -> None:

@@ -3,7 +3,9 @@
 `system` picks where the prefix comes from:
   morpheus      history only: predictor -> codes -> codebook vectors -> projector; with
                 `decode="expected"` the vectors are Eq. 1's expectation over the codes,
-                Σ_k P(k|c) e_k per slot (stages/joint.py, predicted_vectors)
+                Σ_k P(k|c) e_k per slot (stages/joint.py, predicted_vectors); with
+                `decode="rescored"` the sum by sampling: responses under sampled code sets,
+                the one of highest marginal likelihood kept (`rescored_generation`)
   true_persona  the true persona segments -> encoder -> projector (upper bound)
   oracle_codes  the codes nearest to the true persona's segments -> codebook vectors -> projector:
                 MORPHEUS with a perfect code predictor (a diagnostic, not a baseline; it
@@ -23,7 +25,9 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from morpheus_pl.errors import ConfigError
+from morpheus_pl.modules.code_predictor import decode_codes
 from morpheus_pl.modules.decoder import decode_texts
+from morpheus_pl.modules.prefix_lm import response_nll
 from morpheus_pl.modules.prefix_projector import prefix_attention, prefix_cache
 from morpheus_pl.stages.base import PersonaDialogStage
 
@@ -63,7 +67,56 @@ def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: 
                    decode: str = "argmax") -> tuple[list[str], Tensor | None]:
     """Generate one response per example of `batch`; returns texts and the picked codes."""
     stage.eval()
+    if system == "morpheus" and decode == "rescored":
+        return rescored_generation(stage, batch, config)
     kv, codes = prefix_for(stage, batch, system, decode)
+    return decode_texts(stage.tokenizer, generate_ids(stage, batch, system, kv, config)), codes
+
+
+@torch.no_grad()
+def rescored_generation(stage: PersonaDialogStage, batch: dict, config: GenerationConfig
+                        ) -> tuple[list[str], Tensor]:
+    """Eq. 1 at inference by sampling (not in the paper; `predictor.decode=rescored`): S =
+    `predictor.rescore_samples` code sets drawn from the predictor's P(P|C) (one code per
+    slot), a response R_s generated under each set's prefix, each response scored by the Monte
+    Carlo estimate of its marginal, P(R_s|C) ≈ (1/S) Σ_j P(R_s|C,P_j) over the same sets; the
+    best response per example and the set it was generated under. Costs S generations and S²
+    teacher-forced scoring passes (docs/design.md)."""
+    samples = int(stage.predictor_cfg.get("rescore_samples", 4))
+    logits = stage.code_logits(batch)
+    sets = [decode_codes(logits, "sample") for _ in range(samples)]
+    prefixes = [stage.projector(stage.codebook.lookup(codes)) for codes in sets]
+    responses = [generate_ids(stage, batch, "morpheus", kv, config) for kv in prefixes]
+    log_p = torch.stack([
+        torch.stack([-response_nll(stage.decoder, *scoring_inputs(batch, r, stage.tokenizer.eos_token_id), kv)
+                     for kv in prefixes])
+        for r in responses])
+    best = best_by_marginal(log_p)
+    rows = range(len(best))
+    texts = [decode_texts(stage.tokenizer, responses[s][b:b + 1])[0] for b, s in zip(rows, best.tolist())]
+    return texts, torch.stack(sets)[best, torch.arange(len(best), device=best.device)]
+
+
+def best_by_marginal(log_p: Tensor) -> Tensor:
+    """log_p (S candidates, S sets, B) = log P(R_s | C, P_j) -> per example (B,) the candidate
+    of highest log Σ_j P(R_s | C, P_j) (the 1/S is the same for all)."""
+    return torch.logsumexp(log_p, dim=1).argmax(0)
+
+
+def scoring_inputs(batch: dict, response: Tensor, eos_token_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """history + generated `response` (B, T) as teacher-forced input ids, mask and labels: the
+    response's tokens up to and including its first EOS are labelled, the rest masked."""
+    ids, mask = batch["history_ids"], batch["history_mask"]
+    is_eos = (response == eos_token_id).long()
+    valid = (is_eos.cumsum(-1) - is_eos) == 0
+    return (torch.cat([ids, response], 1), torch.cat([mask, valid.to(mask.dtype)], 1),
+            torch.cat([torch.full_like(ids, -100), response.masked_fill(~valid, -100)], 1))
+
+
+def generate_ids(stage: PersonaDialogStage, batch: dict, system: str, kv: list | None,
+                 config: GenerationConfig) -> Tensor:
+    """The ids (B, T) `generate` continues the history with under the prefix `kv` (or the
+    system's virtual tokens)."""
     ids, mask = batch["history_ids"], batch["history_mask"]
     kwargs = {}
     if kv is not None:
@@ -86,7 +139,7 @@ def generate_batch(stage: PersonaDialogStage, batch: dict, system: str, config: 
         eos_token_id=tok.eos_token_id,
         **kwargs,
     )
-    return decode_texts(tok, out[:, ids.shape[1]:]), codes
+    return out[:, ids.shape[1]:]
 
 
 def with_virtual_tokens(model: PreTrainedModel, prompt: Tensor, ids: Tensor, mask: Tensor, pad_token_id: int

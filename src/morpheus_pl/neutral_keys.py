@@ -27,6 +27,7 @@ NEUTRAL = {
     "trainer.overfit_batches": 0.0,              # Lightning's default
     "predictor.reads": "last",                   # the paper's c: the history's last state
     "predictor.expected_top_k": None,            # read by predictor.decode=expected only
+    "predictor.rescore_samples": 4,              # read by predictor.decode=rescored only
     "loss.predicted_prefix_schedule": "constant",  # the share from the first step
     "loss.predicted_prefix_grad": False,         # the predicted prefix is a constant to L_G
 }

@@ -110,20 +110,22 @@ def test_expected_prefix_mixes_the_codes_and_top_k_one_is_the_hard_prefix(tiny_c
 def test_pipeline_with_the_set_loss_slot_attention_and_the_expected_prefix(tiny_compose, tiny_data,
                                                                            tmp_path):
     """End to end: joint training with loss=set, slot attention and train-as-you-infer through
-    the expected prefix, then an evaluation decoding with expected and distinct_argmax."""
+    the expected prefix, then an evaluation decoding with expected, distinct_argmax and rescored."""
     dm, tok_dir = tiny_data
     cfg = tiny_compose("stage=pipeline", "predictor.loss=set", "predictor.reads=slot_attention",
                        "predictor.decode=expected", "predictor.expected_top_k=3",
                        "loss.predicted_prefix_share=0.5", "eval.systems=[morpheus]",
-                       "eval.compare_decode=[distinct_argmax]", "eval.skip_existing=false")
+                       "eval.compare_decode=[distinct_argmax,rescored]", "eval.skip_existing=false")
     evaluate_stage(cfg, dm, tok_dir, tmp_path, {})
     rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert {r["system"] for r in rows} == {"morpheus", "morpheus/distinct_argmax"}
+    assert {r["system"] for r in rows} == {"morpheus", "morpheus/distinct_argmax", "morpheus/rescored"}
     distinct = [r["predicted_codes"] for r in rows if r["system"] == "morpheus/distinct_argmax"]
     assert all(len(set(codes)) == len(codes) == 5 for codes in distinct)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["predictor"]["decode"] == "expected"
-    assert {"morpheus", "morpheus/distinct_argmax"} <= set(results)
+    assert {"morpheus", "morpheus/distinct_argmax", "morpheus/rescored"} <= set(results)
+    rescored = [r["predicted_codes"] for r in rows if r["system"] == "morpheus/rescored"]
+    assert len(rescored) == len(distinct) and all(len(codes) == 5 for codes in rescored)
     module = load_trained(cfg, "joint", tok_dir, train_stage(cfg, "joint", dm, tok_dir))  # reused
     assert module.predictor.reader.reads == "slot_attention"
     test_batch = next(iter(dm.test_dataloader()))

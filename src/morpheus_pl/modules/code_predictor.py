@@ -14,7 +14,7 @@ from morpheus_pl.modules.history_reader import HistoryReader
 from morpheus_pl.modules.order_free_loss import bag_loss, set_loss
 
 LOSSES = ("ce", "focal", "set", "bag")
-DECODE_MODES = ("argmax", "top_m_distinct", "sample", "distinct_argmax", "expected")
+DECODE_MODES = ("argmax", "top_m_distinct", "sample", "distinct_argmax", "expected", "rescored")
 DISTINCT_MODES = ("top_m_distinct", "distinct_argmax")  # need codebook.N >= M
 
 
@@ -65,6 +65,9 @@ def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = 
     distinct_argmax: per slot, without repeats: the M distinct codes, one per slot, of highest
       total log-probability (Hungarian assignment of slots to codes).
     sample: one draw per slot.
+    rescored: one draw per slot too, where one set is needed without a response (code recall,
+      val/loss_gen_predicted, train as you infer); at generation it draws several sets and keeps
+      the response of highest marginal likelihood (generation.py, rescored_generation).
     """
     batch, m, n = logits.shape
     if mode in ("argmax", "expected"):
@@ -78,7 +81,7 @@ def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = 
         cost = -F.log_softmax(logits.float(), -1).cpu().numpy()
         codes = np.stack([linear_sum_assignment(c)[1] for c in cost])
         return torch.from_numpy(codes).to(logits.device)
-    if mode == "sample":
+    if mode in ("sample", "rescored"):
         flat = torch.multinomial(probs.reshape(-1, n), 1, generator=generator)
         return flat.view(batch, m)
     raise ConfigError(f"predictor.decode must be one of {DECODE_MODES}, got {mode!r}")

@@ -25,6 +25,23 @@ def prefix_lm_loss(
     (`logits_to_keep`): the history's logits are never needed, and over a 50k vocabulary they
     were most of the memory and a fifth of the time of a step (benchmarks/bench_joint_step.py).
     """
+    logits, targets = _response_logits(decoder, input_ids, attention_mask, labels, kv_pairs)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+
+
+def response_nll(decoder: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, labels: Tensor,
+                 kv_pairs: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+    """Per example (B,): the summed NLL of its labelled tokens, -log P(R | C, prefix)."""
+    logits, targets = _response_logits(decoder, input_ids, attention_mask, labels, kv_pairs)
+    nll = F.cross_entropy(logits.transpose(1, 2).float(), targets, ignore_index=-100, reduction="none")
+    return nll.sum(-1)
+
+
+def _response_logits(decoder: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor,
+                     labels: Tensor, kv_pairs: list[tuple[Tensor, Tensor]] | None
+                     ) -> tuple[Tensor, Tensor]:
+    """Logits (B, K, V) at the K positions that predict a labelled token in some row, and their
+    targets (B, K) (-100 where the row has none)."""
     targets = labels[:, 1:]
     keep = (targets != -100).any(0).nonzero().squeeze(1)
     if kv_pairs is None:
@@ -41,7 +58,7 @@ def prefix_lm_loss(
             cache=prefix_cache(kv_pairs, decoder.config),
             logits_to_keep=keep,
         )
-    return F.cross_entropy(out.logits.flatten(0, 1).float(), targets[:, keep].flatten(), ignore_index=-100)
+    return out.logits, targets[:, keep]
 
 
 def history_state(decoder: PreTrainedModel, history_ids: Tensor, history_mask: Tensor) -> Tensor:
