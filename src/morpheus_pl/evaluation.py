@@ -3,7 +3,9 @@
 Writes into the run's output directory:
   predictions.jsonl  one line per test example and system (first seed): persona, history,
                      reference, prediction, predicted and gold codes, the scorer's label
-  results.json       {system: {metric: mean}} plus per-seed values and run facts
+  results.json       {system: {metric: mean}} plus per-seed values and run facts; with each
+                     system's generation time, `generate_s_per_example` (wall seconds, the
+                     code decoding included; machine-dependent, not a quality metric)
   results.md         the same as a table laid out like the paper's Table 2
 and logs every system's metrics to the given Lightning loggers.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,7 +132,9 @@ def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: Person
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as pred_file:
         for seed in seeds:
             for name, (module, kind, decode) in systems.items():
+                start = time.perf_counter()
                 rows = generate_system(module, dm, kind, gen, decode, seed)
+                seconds = (time.perf_counter() - start) / max(1, len(rows))
                 for row in rows:
                     row["system"] = name
                 scores = score_predictions([r["prediction"] for r in rows], examples,
@@ -137,6 +142,7 @@ def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: Person
                                            self_bleu_references)
                 scores.update(code_scores(rows))
                 scores.update(consistency_scores(scorer, rows))
+                scores["generate_s_per_example"] = seconds
                 per_seed[name].append(scores)
                 log.info("%s seed %d: %s", name, seed, scores)
                 if seed == seeds[0]:

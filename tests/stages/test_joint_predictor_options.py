@@ -124,6 +124,8 @@ def test_pipeline_with_the_set_loss_slot_attention_and_the_expected_prefix(tiny_
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["predictor"]["decode"] == "expected"
     assert {"morpheus", "morpheus/distinct_argmax", "morpheus/rescored"} <= set(results)
+    assert all(results[name]["generate_s_per_example"] > 0
+               for name in ("morpheus", "morpheus/distinct_argmax", "morpheus/rescored"))
     rescored = [r["predicted_codes"] for r in rows if r["system"] == "morpheus/rescored"]
     assert len(rescored) == len(distinct) and all(len(codes) == 5 for codes in rescored)
     module = load_trained(cfg, "joint", tok_dir, train_stage(cfg, "joint", dm, tok_dir))  # reused
