@@ -51,24 +51,36 @@ def run_one(world: str, seed: int, out: Path, overrides: list[str]) -> None:
 
 
 def _run(world: str, seed: int, out: Path, stage: str, where: Path, overrides: list[str]) -> None:
+    run_pipeline([f"stage={stage}", *dataset_overrides(world, out), f"seed={seed}", *overrides],
+                 where, out / "home", out / "runs" / f"{world}_seed{seed}_{stage}.log",
+                 f"{world} seed {seed} {stage}")
+
+
+def dataset_overrides(world: str, out: Path) -> list[str]:
+    """The overrides that make `world` the run's dataset: a real member's config, or a zoo
+    world written (once, data seed 0) under `out/data/<world>` and read as the paper's JSON."""
     if world in REAL:
-        dataset = [f"dataset={world}", *REAL[world]]
-    else:
-        data_dir = out / "data" / world
-        if not (data_dir / "world.json").exists():
-            write_world(WORLDS[world], data_dir, seed=0)
-        dataset = ["dataset=convai2", f"dataset.root={data_dir}"]
-    command = [sys.executable, "-m", "morpheus_pl.run", f"stage={stage}", *dataset,
-               f"seed={seed}", f"hydra.run.dir={where}", *overrides]
-    env = {**os.environ, "MORPHEUS_HOME": str(out / "home")}
-    (out / "runs").mkdir(parents=True, exist_ok=True)
+        return [f"dataset={world}", *REAL[world]]
+    data_dir = out / "data" / world
+    if not (data_dir / "world.json").exists():
+        write_world(WORLDS[world], data_dir, seed=0)
+    return ["dataset=convai2", f"dataset.root={data_dir}"]
+
+
+def run_pipeline(overrides: list[str], where: Path, home: Path, log_path: Path, name: str) -> None:
+    """`python -m morpheus_pl.run <overrides>` into `where`, stage checkpoints under `home`
+    (MORPHEUS_HOME: runs that share a stage's settings share its checkpoint), its output into
+    `log_path`, its wall time into `where/wall_s.txt`."""
+    command = [sys.executable, "-m", "morpheus_pl.run", *overrides, f"hydra.run.dir={where}"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(out / "runs" / f"{world}_seed{seed}_{stage}.log", "w") as log_file:
-        code = subprocess.call(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    with open(log_path, "w") as log_file:
+        code = subprocess.call(command, env={**os.environ, "MORPHEUS_HOME": str(home)},
+                               stdout=log_file, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
     where.mkdir(parents=True, exist_ok=True)
     (where / "wall_s.txt").write_text(f"{wall:.0f}\n")
-    print(f"{world} seed {seed} {stage}: exit {code}, {wall / 60:.1f} min ({where})", flush=True)
+    print(f"{name}: exit {code}, {wall / 60:.1f} min ({where})", flush=True)
 
 
 def gain_curve(run_dir: Path) -> list[tuple[int, float]]:

@@ -1,0 +1,148 @@
+"""The code-predictor study (docs/predictor_study.md): today's predictor against each order-free
+option, Eq. 1 at inference and train as you infer, beside w/o PC, oracle codes, no persona and
+true persona, per world and seed, with paired differences against today's default.
+
+Every (world, row, seed) is one `stage=pipeline` run with the row's overrides. All runs share
+one MORPHEUS_HOME (`--home`), so a row retrains only what its settings change: the options
+change the joint stage alone, so role awareness, the codebook and the no-persona baseline are
+trained once per world and seed (pass the persona-zoo protocol's home to reuse its stages).
+The decodings of one checkpoint (argmax, distinct_argmax, expected, rescored) are rows of the
+default run (`eval.compare_decode`), so they differ in the decoding alone.
+
+    python experiments/predictor_study.py --worlds default sparse few_kinds issue16 chitchat \
+        --seeds 0 1 2 --out study_runs
+    python experiments/predictor_study.py --collect study_runs   # tables of finished runs
+
+Extra arguments after `--` are Hydra overrides for every run. Writes `<out>/study.md` and
+`<out>/study.json`; the last line printed is the table's path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from persona_zoo import REAL, WORLDS, dataset_overrides, run_pipeline  # noqa: E402
+
+# the synthetic world (data/synthetic_world.py) in its two regimes (experiments/world_regimes.sh)
+SYNTHETIC = {"default": [], "sparse": ["dataset.world.train_roles=300",
+                                       "dataset.world.dialogues_per_role=2"]}
+DECODINGS = ("argmax", "distinct_argmax", "expected", "rescored")
+ROWS = {
+    "default": ["eval.systems=[morpheus,no_persona,true_persona,oracle_codes]",
+                f"eval.compare_decode=[{','.join(DECODINGS)}]"],
+    "set": ["predictor.loss=set", "predictor.decode=distinct_argmax"],
+    "bag": ["predictor.loss=bag"],
+    "reads_mean": ["predictor.reads=mean"],
+    "slot_attention": ["predictor.reads=slot_attention"],
+    "train_as_you_infer": ["loss.predicted_prefix_share=0.5", "loss.predicted_prefix_schedule=linear",
+                           "loss.predicted_prefix_grad=true"],
+    "wo_pc": ["ablation=no_pc"],
+}
+OPTION_ROW = ["eval.systems=[morpheus]", "eval.compare_decode=[]"]  # every row but the default
+COLUMNS = ("persona_fact_accuracy", "code_recall", "code_accuracy", "code_accuracy_majority",
+           "bleu1", "rouge_l", "p_co", "distinct2", "generate_s_per_example")
+BASELINE = ("default", "morpheus")  # what the paired differences are taken against
+
+
+def run_one(world: str, row: str, seed: int, out: Path, home: Path, overrides: list[str]) -> None:
+    """One pipeline run of `row` on `world` with training seed `seed`, unless it finished."""
+    where = out / "runs" / world / row / f"seed{seed}"
+    if (where / "results.json").exists():
+        print(f"{world} {row} seed {seed}: done already ({where})", flush=True)
+        return
+    dataset = SYNTHETIC[world] if world in SYNTHETIC else dataset_overrides(world, out)
+    row_overrides = ROWS[row] if row == "default" else [*OPTION_ROW, *ROWS[row]]
+    run_pipeline(["stage=pipeline", *dataset, f"seed={seed}", *row_overrides, *overrides], where,
+                 home, out / "runs" / f"{world}_{row}_seed{seed}.log", f"{world} {row} seed {seed}")
+
+
+def collect(out: Path) -> list[dict]:
+    """One record per world, row, system and seed of the finished runs under `out/runs`: the
+    default run gives a record per system and decoding, an option run its `morpheus`."""
+    records = []
+    for results in sorted((out / "runs").glob("*/*/seed*/results.json")):
+        run_dir = results.parent
+        world, row = run_dir.parent.parent.name, run_dir.parent.name
+        report = json.loads(results.read_text())
+        systems = [s for s in report if isinstance(report[s], dict) and "bleu1" in report[s]]
+        for system in systems if row == "default" else ["morpheus"]:
+            records.append({"world": world, "row": row, "system": system,
+                            "seed": int(run_dir.name.removeprefix("seed")),
+                            **{c: report[system].get(c) for c in COLUMNS}})
+    return records
+
+
+def paired_differences(records: list[dict], world: str, row: str, system: str) -> list[float]:
+    """Per seed that both have: fact accuracy of (row, system) minus the baseline's."""
+    def by_seed(r: str, s: str) -> dict[int, float]:
+        return {x["seed"]: x["persona_fact_accuracy"] for x in records
+                if (x["world"], x["row"], x["system"]) == (world, r, s)
+                and x["persona_fact_accuracy"] is not None}
+    mine, base = by_seed(row, system), by_seed(*BASELINE)
+    return [mine[s] - base[s] for s in sorted(mine.keys() & base.keys())]
+
+
+def _mean(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(records: list[dict]) -> str:
+    """Markdown, one table per world: a line per (row, system), means ± std over seeds, and
+    the fact-accuracy difference to today's default paired by seed (mean and each seed's)."""
+    lines = []
+    for world in dict.fromkeys(r["world"] for r in records):
+        lines += [f"### {world}", "",
+                  "| row | system | seeds | " + " | ".join(COLUMNS) + " | Δ fact acc (paired) |",
+                  "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
+        mine = [r for r in records if r["world"] == world]
+        for row, system in dict.fromkeys((r["row"], r["system"]) for r in mine):
+            cell = [r for r in mine if (r["row"], r["system"]) == (row, system)]
+            diffs = paired_differences(records, world, row, system)
+            paired = (f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})"
+                      if diffs and (row, system) != BASELINE else "–")
+            lines.append(f"| {row} | {system} | {','.join(str(r['seed']) for r in cell)} | "
+                         + " | ".join(_mean([r[c] for r in cell]) for c in COLUMNS)
+                         + f" | {paired} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    worlds = [*SYNTHETIC, *WORLDS, *REAL]
+    parser.add_argument("--worlds", nargs="+", default=["default", "sparse", "few_kinds",
+                                                        "issue16", "chitchat"], choices=worlds)
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("study_runs"))
+    parser.add_argument("--home", type=Path, help="MORPHEUS_HOME of every run (default: <out>/home)")
+    parser.add_argument("--collect", type=Path, help="only tabulate the runs under this folder")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
+    args = parser.parse_args()
+    out = (args.collect or args.out).resolve()
+    if not args.collect:
+        home = (args.home or out / "home").resolve()
+        for world in args.worlds:
+            for seed in args.seeds:
+                for row in args.rows:
+                    run_one(world, row, seed, out, home, args.overrides)
+    records = collect(out)
+    (out / "study.json").write_text(json.dumps(records, indent=2))
+    (out / "study.md").write_text(table(records))
+    print(table(records))
+    print(out / "study.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
