@@ -1,0 +1,178 @@
+"""A map of where the codebook helps (docs/regimes.md): over data sparsity (training roles x
+dialogues per role) and facts revealed per dialogue, MORPHEUS against w/o PC, no persona, true
+persona and the world's history-only reference (a count model over the history's facts).
+
+Each grid point is a zoo world (`morpheus_pl.data.persona_zoo`, data seed 0) made from one base
+world by changing those knobs alone; per point and seed two pipeline runs: MORPHEUS with the
+no-persona and true-persona baselines, and w/o PC (`ablation=no_pc`). `--morpheus` takes
+overrides for the MORPHEUS runs only (the study's best predictor options, e.g. `--morpheus
+predictor.loss=set predictor.decode=distinct_argmax`); overrides after `--` apply to every run.
+
+    bash experiments/regimes.sh --seeds 0 1 --out regimes_runs
+    bash experiments/regimes.sh --collect regimes_runs   # table and regimes.png of finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from persona_zoo import run_pipeline  # noqa: E402
+
+from morpheus_pl.data.persona_zoo import ZooWorld, write_world  # noqa: E402
+
+BASE = ZooWorld(kinds=10, values_per_kind=5, archetypes=5, persona_facts=5, val_roles=100,
+                test_roles=300)
+# (training roles, dialogues per role), from plentiful to one dialogue per role
+SPARSITY = ((3000, 3), (1000, 2), (1000, 1), (300, 1))
+REVEALED = (0, 1, 2, 3)
+RUNS = {"morpheus": ["eval.systems=[morpheus,no_persona,true_persona]"],
+        "wo_pc": ["ablation=no_pc", "eval.systems=[morpheus]"]}
+SYSTEMS = {("morpheus", "morpheus"): "MORPHEUS", ("wo_pc", "morpheus"): "w/o PC",
+           ("morpheus", "no_persona"): "no persona", ("morpheus", "true_persona"): "true persona"}
+
+
+def point_name(roles: int, dialogues: int, revealed: int) -> str:
+    return f"roles{roles}x{dialogues}_revealed{revealed}"
+
+
+def point_world(roles: int, dialogues: int, revealed: int) -> ZooWorld:
+    return dataclasses.replace(BASE, train_roles=roles, dialogues_per_role=dialogues, revealed=revealed)
+
+
+def run_point(roles: int, dialogues: int, revealed: int, seed: int, out: Path,
+              overrides: list[str], morpheus_overrides: list[str]) -> None:
+    """Both runs of one grid point and seed, each unless it finished."""
+    name = point_name(roles, dialogues, revealed)
+    data_dir = out / "data" / name
+    if not (data_dir / "world.json").exists():
+        write_world(point_world(roles, dialogues, revealed), data_dir, seed=0)
+    for run, run_overrides in RUNS.items():
+        where = out / "runs" / name / run / f"seed{seed}"
+        if (where / "results.json").exists():
+            print(f"{name} {run} seed {seed}: done already ({where})", flush=True)
+            continue
+        extra = morpheus_overrides if run == "morpheus" else []
+        run_pipeline(["stage=pipeline", "dataset=convai2", f"dataset.root={data_dir}", f"seed={seed}",
+                      *run_overrides, *extra, *overrides], where, out / "home",
+                     out / "runs" / f"{name}_{run}_seed{seed}.log", f"{name} {run} seed {seed}")
+
+
+def collect(out: Path) -> list[dict]:
+    """One record per grid point, system and seed of the finished runs, with the point's knobs
+    and history-only reference."""
+    records = []
+    for results in sorted((out / "runs").glob("*/*/seed*/results.json")):
+        run_dir = results.parent
+        name, run = run_dir.parent.parent.name, run_dir.parent.name
+        world = json.loads((out / "data" / name / "world.json").read_text())
+        report = json.loads(results.read_text())
+        for (r, system), label in SYSTEMS.items():
+            if r == run and system in report:
+                records.append({
+                    "point": name, "roles": world["world"]["train_roles"],
+                    "dialogues": world["world"]["dialogues_per_role"],
+                    "revealed": world["world"]["revealed"], "system": label,
+                    "seed": int(run_dir.name.removeprefix("seed")),
+                    "fact_accuracy": report[system]["persona_fact_accuracy"],
+                    "history_reference": world["count_model_fact_accuracy"]["history"]})
+    return records
+
+
+def table(records: list[dict]) -> str:
+    """Markdown: a line per grid point (from plentiful to sparse data), fact accuracy mean ± std over seeds per system, the
+    history-only reference, and MORPHEUS minus no persona paired by seed."""
+    labels = list(SYSTEMS.values())
+    lines = ["| roles × dialogues | revealed | seeds | " + " | ".join(labels)
+             + " | history reference | MORPHEUS − no persona (paired) |",
+             "|---|---|---|" + "---|" * (len(labels) + 2)]
+    order = sorted(records, key=lambda r: (-r["roles"] * r["dialogues"], -r["roles"], r["revealed"]))
+    for point in dict.fromkeys(r["point"] for r in order):
+        mine = [r for r in records if r["point"] == point]
+        by = {label: {r["seed"]: r["fact_accuracy"] for r in mine if r["system"] == label}
+              for label in labels}
+        diffs = [by["MORPHEUS"][s] - by["no persona"][s]
+                 for s in sorted(by["MORPHEUS"].keys() & by["no persona"].keys())]
+        cells = [_mean(list(by[label].values())) for label in labels]
+        paired = f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})" if diffs else "–"
+        lines.append(f"| {mine[0]['roles']} × {mine[0]['dialogues']} | {mine[0]['revealed']} | "
+                     f"{','.join(str(s) for s in sorted({r['seed'] for r in mine}))} | "
+                     + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
+    return "\n".join(lines) + "\n"
+
+
+def _mean(values: list) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def plot(records: list[dict], path: Path) -> None:
+    """One panel per number of revealed facts; x: the sparsity levels from plentiful to
+    sparse; a line per system (mean over seeds, bars from the lowest to the highest seed) and
+    the history-only reference dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    revealed = sorted({r["revealed"] for r in records})
+    levels = [lv for lv in SPARSITY if any((r["roles"], r["dialogues"]) == lv for r in records)]
+    fig, axes = plt.subplots(1, len(revealed), figsize=(3.2 * len(revealed), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, k in zip(axes[0], revealed):
+        for i, label in enumerate([*SYSTEMS.values(), "history reference"]):
+            xs, means, lows, highs = [], [], [], []
+            for x, level in enumerate(levels):
+                cell = [r for r in records if (r["roles"], r["dialogues"]) == level and r["revealed"] == k
+                        and (r["system"] == label or label == "history reference")]
+                values = [r["history_reference" if label == "history reference" else "fact_accuracy"]
+                          for r in cell]
+                if values:
+                    mean = statistics.fmean(values)
+                    xs.append(x), means.append(mean)
+                    lows.append(mean - min(values)), highs.append(max(values) - mean)
+            style = {"ls": "--", "color": "grey"} if label == "history reference" else {"color": f"C{i}"}
+            ax.errorbar(xs, means, yerr=[lows, highs], marker="o", ms=3, capsize=2, label=label, **style)
+        ax.set_title(f"{k} fact(s) revealed per dialogue", fontsize=9)
+        ax.set_xticks(range(len(levels)), [f"{r}×{d}" for r, d in levels], fontsize=8)
+        ax.set_xlabel("training roles × dialogues per role", fontsize=8)
+    axes[0][0].set_ylabel("persona fact accuracy")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--revealed", nargs="+", type=int, default=list(REVEALED))
+    parser.add_argument("--out", type=Path, default=Path("regimes_runs"))
+    parser.add_argument("--collect", type=Path, help="only tabulate and plot the runs under this folder")
+    parser.add_argument("--morpheus", nargs="*", default=[], help="Hydra overrides for the MORPHEUS runs")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
+    args = parser.parse_args()
+    out = (args.collect or args.out).resolve()
+    if not args.collect:
+        for seed in args.seeds:
+            for roles, dialogues in SPARSITY:
+                for revealed in args.revealed:
+                    run_point(roles, dialogues, revealed, seed, out, args.overrides, args.morpheus)
+    records = collect(out)
+    (out / "regimes.json").write_text(json.dumps(records, indent=2))
+    (out / "regimes.md").write_text(table(records))
+    plot(records, out / "regimes.png")
+    print(table(records))
+    print(out / "regimes.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
