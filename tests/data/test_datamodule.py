@@ -203,7 +203,7 @@ def test_segments_in_the_decoder_vocabulary_beside_a_separate_encoders(tiny_data
 
 
 def test_auto_num_segments_is_the_longest_training_persona(tiny_root, tiny_data):
-    from morpheus_pl.data.prepare import resolve_num_segments
+    from morpheus_pl.data.prepare import record_num_segments
     from morpheus_pl.handoff import fingerprint
 
     from conftest import compose_tiny
@@ -213,7 +213,7 @@ def test_auto_num_segments_is_the_longest_training_persona(tiny_root, tiny_data)
     auto_dm = PersonaDialogDataModule(dm.dataset, num_segments="auto")
     assert auto_dm.resolve_num_segments() == longest
     auto = compose_tiny(tiny_root, "data.num_segments=auto")
-    assert resolve_num_segments(auto, auto_dm) == longest == auto.data.num_segments
+    assert record_num_segments(auto, auto_dm) == longest == auto.data.num_segments
     assert auto.predictor.num_slots == longest
     fixed = compose_tiny(tiny_root, f"data.num_segments={longest}")
     assert fingerprint(auto, "joint") == fingerprint(fixed, "joint")  # the same checkpoints

@@ -28,7 +28,7 @@ def tokenizer_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.artifacts) / "tokenizers" / settings_digest(key, 12, default=str)
 
 
-def resolve_num_segments(cfg: DictConfig, dm: PersonaDialogDataModule) -> int:
+def record_num_segments(cfg: DictConfig, dm: PersonaDialogDataModule) -> int:
     """M (Eq. 3) as the DataModule decides it (`data.num_segments: auto`: from the training
     personas), written into `cfg` so that every fingerprint, the predictor's slots and
     results.json see the number."""
@@ -55,7 +55,7 @@ def prepare_data(cfg: DictConfig) -> tuple[PersonaDialogDataModule, str]:
         wait_for(lambda: (tok_dir / "tokenizer.json").exists(), f"rank 0 to write {tok_dir}")
     dm = PersonaDialogDataModule(dataset=dataset, seed=cfg.seed,
                                  **OmegaConf.to_container(cfg.data, resolve=True))
-    resolve_num_segments(cfg, dm)
+    record_num_segments(cfg, dm)
     saved = (tok_dir / "tokenizer.json").exists()
     trust_decoder_code = bool(cfg.model.get("trust_remote_code", False))
     staging = tok_dir.with_name(f"{tok_dir.name}.{os.getpid()}.tmp")
