@@ -51,17 +51,18 @@ def run_one(world: str, seed: int, out: Path, overrides: list[str]) -> None:
 
 
 def _run(world: str, seed: int, out: Path, stage: str, where: Path, overrides: list[str]) -> None:
-    run_pipeline([f"stage={stage}", *dataset_overrides(world, out), f"seed={seed}", *overrides],
+    run_pipeline([f"stage={stage}", *dataset_overrides(world, out / "data"), f"seed={seed}", *overrides],
                  where, out / "home", out / "runs" / f"{world}_seed{seed}_{stage}.log",
                  f"{world} seed {seed} {stage}")
 
 
-def dataset_overrides(world: str, out: Path) -> list[str]:
+def dataset_overrides(world: str, data_root: Path) -> list[str]:
     """The overrides that make `world` the run's dataset: a real member's config, or a zoo
-    world written (once, data seed 0) under `out/data/<world>` and read as the paper's JSON."""
+    world written (once, data seed 0) under `data_root/<world>` and read as the paper's JSON
+    (the folder is part of every stage's fingerprint: runs that reuse stages read one folder)."""
     if world in REAL:
         return [f"dataset={world}", *REAL[world]]
-    data_dir = out / "data" / world
+    data_dir = data_root / world
     if not (data_dir / "world.json").exists():
         write_world(WORLDS[world], data_dir, seed=0)
     return ["dataset=convai2", f"dataset.root={data_dir}"]

@@ -5,7 +5,8 @@ true persona, per world and seed, with paired differences against today's defaul
 Every (world, row, seed) is one `stage=pipeline` run with the row's overrides. All runs share
 one MORPHEUS_HOME (`--home`), so a row retrains only what its settings change: the options
 change the joint stage alone, so role awareness, the codebook and the no-persona baseline are
-trained once per world and seed (pass the persona-zoo protocol's home to reuse its stages).
+trained once per world and seed (pass the persona-zoo protocol's `--home <its out>/home --data
+<its out>/data` to reuse its stages: a world's data folder is part of every fingerprint).
 The decodings of one checkpoint (argmax, distinct_argmax, expected, rescored) are rows of the
 default run (`eval.compare_decode`), so they differ in the decoding alone.
 
@@ -49,13 +50,16 @@ COLUMNS = ("persona_fact_accuracy", "code_recall", "code_accuracy", "code_accura
 BASELINE = ("default", "morpheus")  # what the paired differences are taken against
 
 
-def run_one(world: str, row: str, seed: int, out: Path, home: Path, overrides: list[str]) -> None:
-    """One pipeline run of `row` on `world` with training seed `seed`, unless it finished."""
+def run_one(world: str, row: str, seed: int, out: Path, home: Path, overrides: list[str],
+            data_root: Path | None = None) -> None:
+    """One pipeline run of `row` on `world` with training seed `seed`, unless it finished; zoo
+    worlds' data under `data_root` (default `<out>/data`)."""
     where = out / "runs" / world / row / f"seed{seed}"
     if (where / "results.json").exists():
         print(f"{world} {row} seed {seed}: done already ({where})", flush=True)
         return
-    dataset = SYNTHETIC[world] if world in SYNTHETIC else dataset_overrides(world, out)
+    dataset = (SYNTHETIC[world] if world in SYNTHETIC
+               else dataset_overrides(world, data_root or out / "data"))
     row_overrides = ROWS[row] if row == "default" else [*OPTION_ROW, *ROWS[row]]
     run_pipeline(["stage=pipeline", *dataset, f"seed={seed}", *row_overrides, *overrides], where,
                  home, out / "runs" / f"{world}_{row}_seed{seed}.log", f"{world} {row} seed {seed}")
@@ -126,6 +130,7 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("study_runs"))
     parser.add_argument("--home", type=Path, help="MORPHEUS_HOME of every run (default: <out>/home)")
+    parser.add_argument("--data", type=Path, help="where the zoo worlds' data are (default: <out>/data)")
     parser.add_argument("--collect", type=Path, help="only tabulate the runs under this folder")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
@@ -135,7 +140,8 @@ def main() -> int:
         for world in args.worlds:
             for seed in args.seeds:
                 for row in args.rows:
-                    run_one(world, row, seed, out, home, args.overrides)
+                    run_one(world, row, seed, out, home, args.overrides,
+                            args.data.resolve() if args.data else None)
     records = collect(out)
     (out / "study.json").write_text(json.dumps(records, indent=2))
     (out / "study.md").write_text(table(records))
