@@ -95,3 +95,4 @@ def test_the_linear_schedule_rises_from_zero_to_the_share():
     assert [scheduled_share(0.5, "linear", s, 100) for s in (0, 50, 100, 150)] == [0, 0.25, 0.5, 0.5]
     assert scheduled_share(0.5, "constant", 0, 100) == 0.5
     assert scheduled_share(0.5, "linear", 10, 0) == 0.5  # no known total: the share throughout
+    assert scheduled_share(0.5, "linear", 10, float("inf")) == 0.5  # Lightning's endless training

@@ -4,6 +4,7 @@ prediction from the history alone, contrastive loss; weighted sum with weights f
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from torch import Tensor
@@ -222,7 +223,7 @@ def assignment_perplexity(k: Tensor, num_codes: int) -> float:
 def scheduled_share(share: float, schedule: str, step: int, total_steps: int) -> float:
     """The share of examples trained on the predicted prefix at `step` of `total_steps`:
     `share` throughout (constant) or share · step / total_steps (linear; `share` without a
-    known total)."""
-    if schedule == "constant" or total_steps <= 0:
+    known, finite total)."""
+    if schedule == "constant" or not 0 < total_steps < math.inf:
         return share
     return share * min(1.0, step / total_steps)
