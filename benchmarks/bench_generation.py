@@ -148,7 +148,7 @@ def print_decoding_costs(parts: MorpheusParts, batch: dict) -> None:
     print(f"\n{'decode':>20}{'s':>8}{'x plain':>9}")
     plain = median_seconds(lambda: generate_batch(parts, batch, "no_persona", gen))
     print(f"{'plain':>20}{plain:>8.3f}{1:>9.2f}")
-    for decode, samples in (("argmax", None), ("top_m_distinct", None), ("expected", None),
+    for decode, samples in (("argmax", None), ("top_m_distinct", None), ("covering", None), ("expected", None),
                             ("rescored", 2), ("rescored", 4)):
         if samples:
             parts.predictor_cfg["rescore_samples"] = samples

@@ -32,7 +32,7 @@ from persona_zoo import REAL, WORLDS, dataset_overrides, run_pipeline  # noqa: E
 # the synthetic world (data/synthetic_world.py) in its two regimes (experiments/world_regimes.sh)
 SYNTHETIC = {"default": [], "sparse": ["dataset.world.train_roles=300",
                                        "dataset.world.dialogues_per_role=2"]}
-DECODINGS = ("argmax", "distinct_argmax", "expected", "rescored")
+DECODINGS = ("argmax", "distinct_argmax", "expected", "rescored", "covering")
 ROWS = {
     "default": ["eval.systems=[morpheus,no_persona,true_persona,oracle_codes]",
                 f"eval.compare_decode=[{','.join(DECODINGS)}]"],

@@ -18,7 +18,7 @@ NEW_KEYS = {"predictor": ("reads", "expected_top_k", "rescore_samples"),
 @pytest.mark.parametrize(("override", "message"), [
     ("predictor.loss=hinge", r"predictor\.loss must be one of \('ce', 'focal', 'set', 'bag'\), got 'hinge'"),
     ("predictor.reads=first", r"predictor\.reads must be one of \('last', 'mean', 'slot_attention'\)"),
-    ("predictor.decode=beam", r"predictor\.decode must be one of \('argmax', .*'rescored'\), got 'beam'"),
+    ("predictor.decode=beam", r"predictor\.decode must be one of \('argmax', .*'covering'\), got 'beam'"),
     ("eval.compare_decode=[argmax,beam]", r"eval\.compare_decode must be one of .*got 'beam'"),
     ("predictor.expected_top_k=0", r"predictor\.expected_top_k must be null .* \[1, codebook\.N=8\]"),
     ("predictor.expected_top_k=9", r"predictor\.expected_top_k .* got 9"),
@@ -44,7 +44,7 @@ def test_every_option_passes_the_checks(tiny_compose):
         check_config(tiny_compose("stage=pipeline", "loss.predicted_prefix_share=1",
                                   f"loss.predicted_prefix_schedule={schedule}",
                                   "loss.predicted_prefix_grad=true"))
-    for decode in ("argmax", "top_m_distinct", "sample", "distinct_argmax", "expected", "rescored"):
+    for decode in ("argmax", "top_m_distinct", "sample", "distinct_argmax", "expected", "rescored", "covering"):
         check_config(tiny_compose("stage=pipeline", f"predictor.decode={decode}",
                                   "predictor.expected_top_k=8", f"eval.compare_decode=[{decode}]"))
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from morpheus_pl.modules.code_predictor import (
     CodePredictor,
     code_loss,
+    covering_codes,
     decode_codes,
     expected_code_vectors,
     set_recall,
@@ -179,3 +180,28 @@ def test_unknown_decode_names_the_key_and_every_choice():
         decode_codes(torch.zeros(1, 2, 3), "beam")
     with pytest.raises(ValueError, match="distinct_argmax needs N >= M"):
         decode_codes(torch.zeros(1, 5, 3), "distinct_argmax")
+
+
+def test_covering_hand_worked_skips_a_duplicate_code_and_discounts_a_near_one():
+    """e0 = e1 (one sentence twice), e2 orthogonal, e3 between (cos 0.6 to e0, 0.8 to e2);
+    p = 0.4, 0.35, 0.15, 0.1. top_m_distinct picks 0 and its duplicate 1; covering picks 0,
+    which covers all of 1's mass and 0.6 of 3's (left: 0, 0, 0.15, 0.04), then 2, then 3."""
+    codebook = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    probs = torch.tensor([[0.4, 0.35, 0.15, 0.1]])
+    logits = probs.log()[:, None, :].expand(1, 2, 4)
+    assert decode_codes(logits, "top_m_distinct").tolist() == [[0, 1]]
+    assert decode_codes(logits, "covering", codebook=codebook).tolist() == [[0, 2]]
+    assert covering_codes(probs, codebook, 3).tolist() == [[0, 2, 3]]
+    assert covering_codes(probs, codebook, 4).tolist() == [[0, 2, 3, 1]]  # distinct to the end
+
+
+def test_covering_with_orthogonal_codes_is_top_m_distinct():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3, 8)
+    assert torch.equal(decode_codes(logits, "covering", codebook=torch.eye(8) * 3.0),
+                       decode_codes(logits, "top_m_distinct"))
+
+
+def test_covering_needs_the_codebook():
+    with pytest.raises(ValueError, match="covering needs the codebook"):
+        decode_codes(torch.zeros(1, 2, 3), "covering")

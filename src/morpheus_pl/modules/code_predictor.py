@@ -14,8 +14,9 @@ from morpheus_pl.modules.history_reader import HistoryReader
 from morpheus_pl.modules.order_free_loss import bag_loss, set_loss
 
 LOSSES = ("ce", "focal", "set", "bag")
-DECODE_MODES = ("argmax", "top_m_distinct", "sample", "distinct_argmax", "expected", "rescored")
-DISTINCT_MODES = ("top_m_distinct", "distinct_argmax")  # need codebook.N >= M
+DECODE_MODES = ("argmax", "top_m_distinct", "sample", "distinct_argmax", "expected", "rescored",
+                "covering")
+DISTINCT_MODES = ("top_m_distinct", "distinct_argmax", "covering")  # need codebook.N >= M
 
 
 class CodePredictor(nn.Module):
@@ -55,8 +56,9 @@ def code_loss(logits: Tensor, k: Tensor, kind: str = "ce", gamma: float = 2.0) -
     raise ConfigError(f"predictor.loss must be one of {LOSSES}, got {kind!r}")
 
 
-def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
-    """Pick M codes per example from logits (B, M, N).
+def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = None,
+                 codebook: Tensor | None = None) -> Tensor:
+    """Pick M codes per example from logits (B, M, N) (`codebook` (N, d): decode=covering).
 
     argmax: per slot (the official code; can repeat one code in every slot).
     expected: the per-slot argmax too; these are the codes reported, while its prefix is the
@@ -65,6 +67,8 @@ def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = 
     distinct_argmax: per slot, without repeats: the M distinct codes, one per slot, of highest
       total log-probability (Hungarian assignment of slots to codes).
     sample: one draw per slot.
+    covering: M distinct codes of the slot-averaged distribution, each covering the mass of the
+      codes whose vectors point its way (`covering_codes`).
     rescored: one draw per slot too, where one set is needed without a response (code recall,
       val/loss_gen_predicted, train as you infer); at generation it draws several sets and keeps
       the response of highest marginal likelihood (generation.py, rescored_generation).
@@ -77,6 +81,10 @@ def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = 
     probs = logits.float().softmax(-1)
     if mode == "top_m_distinct":
         return probs.mean(1).topk(m, dim=-1).indices
+    if mode == "covering":
+        if codebook is None:
+            raise ConfigError("predictor.decode=covering needs the codebook's vectors")
+        return covering_codes(probs.mean(1), codebook, m)
     if mode == "distinct_argmax":
         cost = -F.log_softmax(logits.float(), -1).cpu().numpy()
         codes = np.stack([linear_sum_assignment(c)[1] for c in cost])
@@ -85,6 +93,31 @@ def decode_codes(logits: Tensor, mode: str, generator: torch.Generator | None = 
         flat = torch.multinomial(probs.reshape(-1, n), 1, generator=generator)
         return flat.view(batch, m)
     raise ConfigError(f"predictor.decode must be one of {DECODE_MODES}, got {mode!r}")
+
+
+def covering_codes(probs: Tensor, codebook: Tensor, m: int) -> Tensor:
+    """M distinct codes (B, M) from a distribution over codes (B, N), greedily, each the code
+    that covers the most probability mass not yet covered, where code k covers a share
+    max(0, cos(e_k, e_j)) of code j's mass (all of its own).
+
+    Codes whose vectors (nearly) coincide stand for (nearly) the same persona sentence (on the
+    zoo worlds: one fact in several sentence templates, which the history cannot tell apart), so
+    their mass is one persona element's in Eq. 1's sum: `top_m_distinct` spends several slots on
+    such a group, this picks the group once and moves on. Without such groups (orthogonal code
+    vectors) it is `top_m_distinct`. No parameter. Written here: no library covers soft sets.
+    """
+    unit = F.normalize(codebook.float(), dim=-1)
+    cover = (unit @ unit.T).clamp(min=0).fill_diagonal_(1.0)  # (N, N)
+    left = probs.float().clone()
+    picked = []
+    for _ in range(m):
+        gain = left.clone()
+        if picked:
+            gain.scatter_(1, torch.stack(picked, 1), float("-inf"))
+        k = gain.argmax(-1)
+        picked.append(k)
+        left = left * (1 - cover[k])
+    return torch.stack(picked, 1)
 
 
 def expected_code_vectors(logits: Tensor, codes: Tensor, top_k: int | None = None) -> Tensor:

@@ -68,7 +68,7 @@ class JointTrainingStage(PersonaDialogStage):
         prefix is made of: the picked codes' e_k; for decode=expected, Eq. 1's expected code
         vector per slot over `predictor.expected_top_k` codes (the codes reported are then the
         per-slot argmax)."""
-        codes = decode_codes(logits, decode, generator)
+        codes = decode_codes(logits, decode, generator, self.codebook.codes)
         if decode == "expected":
             top_k = self.predictor_cfg.get("expected_top_k")
             return codes, expected_code_vectors(logits, self.codebook.codes, top_k)
