@@ -37,6 +37,7 @@ ROWS = {
     "default": ["eval.systems=[morpheus,no_persona,true_persona,oracle_codes]",
                 f"eval.compare_decode=[{','.join(DECODINGS)}]"],
     "set": ["predictor.loss=set", "predictor.decode=distinct_argmax"],
+    "set_covering": ["predictor.loss=set", "predictor.decode=covering"],
     "bag": ["predictor.loss=bag"],
     "reads_mean": ["predictor.reads=mean"],
     "slot_attention": ["predictor.reads=slot_attention"],
