@@ -123,7 +123,8 @@ def collect(out: Path) -> list[dict]:
     return rows
 
 
-def _mean(values: list) -> str:
+def mean_std(values: list) -> str:
+    """The values that are not None as "mean ± sample std" ("–" for none, the value for one)."""
     values = [v for v in values if v is not None]
     if not values:
         return "–"
@@ -142,7 +143,7 @@ def table(rows: list[dict]) -> str:
         mine = [r for r in rows if r["world"] == world]
         seeds = ",".join(str(r["seed"]) for r in mine)
         lines.append(f"| {world} | {seeds} | "
-                     + " | ".join(_mean([r[c] for r in mine]) for c in columns) + " |")
+                     + " | ".join(mean_std([r[c] for r in mine]) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from persona_zoo import REAL, WORLDS, dataset_overrides, run_pipeline  # noqa: E402
+from persona_zoo import REAL, WORLDS, dataset_overrides, mean_std, run_pipeline  # noqa: E402
 
 # the synthetic world (data/synthetic_world.py) in its two regimes (experiments/world_regimes.sh)
 SYNTHETIC = {"default": [], "sparse": ["dataset.world.train_roles=300",
@@ -92,14 +92,6 @@ def paired_differences(records: list[dict], world: str, row: str, system: str) -
     return [mine[s] - base[s] for s in sorted(mine.keys() & base.keys())]
 
 
-def _mean(values: list) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
-
 
 def table(records: list[dict]) -> str:
     """Markdown, one table per world: a line per (row, system), means ± std over seeds, and
@@ -116,7 +108,7 @@ def table(records: list[dict]) -> str:
             paired = (f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})"
                       if diffs and (row, system) != BASELINE else "–")
             lines.append(f"| {row} | {system} | {','.join(str(r['seed']) for r in cell)} | "
-                         + " | ".join(_mean([r[c] for r in cell]) for c in COLUMNS)
+                         + " | ".join(mean_std([r[c] for r in cell]) for c in COLUMNS)
                          + f" | {paired} |")
         lines.append("")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from persona_zoo import run_pipeline  # noqa: E402
+from persona_zoo import mean_std, run_pipeline  # noqa: E402
 
 from morpheus_pl.data.persona_zoo import ZooWorld, write_world  # noqa: E402
 
@@ -98,20 +98,13 @@ def table(records: list[dict]) -> str:
               for label in labels}
         diffs = [by["MORPHEUS"][s] - by["no persona"][s]
                  for s in sorted(by["MORPHEUS"].keys() & by["no persona"].keys())]
-        cells = [_mean(list(by[label].values())) for label in labels]
+        cells = [mean_std(list(by[label].values())) for label in labels]
         paired = f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})" if diffs else "–"
         lines.append(f"| {mine[0]['roles']} × {mine[0]['dialogues']} | {mine[0]['revealed']} | "
                      f"{','.join(str(s) for s in sorted({r['seed'] for r in mine}))} | "
                      + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
     return "\n".join(lines) + "\n"
 
-
-def _mean(values: list) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def plot(records: list[dict], path: Path) -> None:
