@@ -122,3 +122,23 @@ def tiny_bundle(tiny_joint, tiny_compose, tmp_path_factory) -> Path:
     _, dm, tok_dir = tiny_joint
     out = tmp_path_factory.mktemp("bundle") / "model"
     return export_bundle(tiny_compose(f"export.dir={out}"), dm, tok_dir)
+
+
+@pytest.fixture
+def prefix_stage(tiny_cfg, tiny_data):
+    """A fresh tiny JointTrainingStage (random weights, seeded), in eval mode, its projector's
+    output layer scaled up so that the prefix clearly matters for the random tiny decoder's
+    greedy choices."""
+    from morpheus_pl.pipeline import build_stage
+
+    module = build_stage(tiny_cfg, "joint", tiny_data[1]).eval()
+    with torch.no_grad():
+        module.projector.mlp[-1].weight.mul_(20.0)
+        module.projector.mlp[-1].bias.mul_(20.0)
+    return module
+
+
+@pytest.fixture
+def tiny_test_batch(tiny_data):
+    """The first batch of the tiny data's test split."""
+    return next(iter(tiny_data[0].test_dataloader()))

@@ -5,30 +5,18 @@ import torch
 
 from morpheus_pl.generation import GenerationConfig, generate_batch, prefix_for
 from morpheus_pl.modules.prefix_projector import prefix_attention, prefix_cache
-from morpheus_pl.pipeline import build_stage
 
 GREEDY = GenerationConfig(do_sample=False, max_new_tokens=4)
 
 
 @pytest.fixture
-def stage(tiny_cfg, tiny_data):
-    """A fresh tiny JointTrainingStage (random weights, seeded), in eval mode.
-
-    The projector's output layer is scaled up so that the prefix clearly matters for the
-    random tiny decoder's greedy choices.
-    """
-    _, tok_dir = tiny_data
-    module = build_stage(tiny_cfg, "joint", tok_dir).eval()
-    with torch.no_grad():
-        module.projector.mlp[-1].weight.mul_(20.0)
-        module.projector.mlp[-1].bias.mul_(20.0)
-    return module
+def stage(prefix_stage):
+    return prefix_stage
 
 
 @pytest.fixture
-def batch(tiny_data):
-    dm, _ = tiny_data
-    return next(iter(dm.test_dataloader()))
+def batch(tiny_test_batch):
+    return tiny_test_batch
 
 
 def _record_generate(monkeypatch, stage):

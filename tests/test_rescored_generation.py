@@ -13,24 +13,18 @@ from morpheus_pl.generation import (
     scoring_inputs,
 )
 from morpheus_pl.modules.prefix_lm import prefix_lm_loss, response_nll
-from morpheus_pl.pipeline import build_stage
 
 GREEDY = GenerationConfig(do_sample=False, max_new_tokens=5)
 
 
 @pytest.fixture
-def stage(tiny_compose, tiny_data):
-    """A tiny joint stage, its projector scaled up so the prefix moves the greedy choices."""
-    module = build_stage(tiny_compose("predictor.decode=rescored"), "joint", tiny_data[1]).eval()
-    with torch.no_grad():
-        module.projector.mlp[-1].weight.mul_(20.0)
-        module.projector.mlp[-1].bias.mul_(20.0)
-    return module
+def stage(prefix_stage):
+    return prefix_stage
 
 
 @pytest.fixture
-def batch(tiny_data):
-    return next(iter(tiny_data[0].test_dataloader()))
+def batch(tiny_test_batch):
+    return tiny_test_batch
 
 
 def test_the_marginal_not_the_best_single_set_picks_the_response():
