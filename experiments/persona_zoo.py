@@ -11,6 +11,7 @@ persona gain alone.
 
     python experiments/persona_zoo.py --worlds few_kinds issue16 --seeds 0 1 2 --out zoo_runs
     python experiments/persona_zoo.py --collect zoo_runs      # table and plot of finished runs
+    python experiments/persona_zoo.py --collect zoo_a zoo_b --out zoo_all   # of several folders
 
 Extra arguments after `--` are Hydra overrides for every run (e.g. `-- loss.weights.segment=0`
 for the paper's stage 1). Writes `<out>/table.md`, `<out>/table.json` and
@@ -34,6 +35,9 @@ from morpheus_pl.data.persona_zoo import WORLDS, write_world
 # `morpheus` is the configured code decoding; runs made before top_m_distinct became the
 # default have it as `morpheus/top_m_distinct`, later ones argmax as `morpheus/argmax`
 SYSTEMS = ("true_persona", "morpheus", "morpheus/argmax", "morpheus/top_m_distinct", "no_persona")
+# what a real member without recorded facts is compared by, and on which systems
+TEXT_METRICS = ("p_co", "bleu1")
+REAL_SYSTEMS = ("true_persona", "morpheus", "no_persona")
 # real dialogues, cut to the zoo's size (a few thousand training examples)
 REAL = {"chitchat": ["dataset.chitchat.max_examples={train:3000,val:200,test:300}"]}
 
@@ -96,7 +100,8 @@ def gain_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def collect(out: Path) -> list[dict]:
-    """One row per world and seed of the finished runs under `out/runs`."""
+    """One row per world and seed of the finished runs under `out/runs`: fact accuracies, and
+    for every system its P-Co and BLEU-1 (what a real member without recorded facts reports)."""
     rows = []
     for run_dir in sorted((out / "runs").glob("*/seed*")):
         results = run_dir / "results.json"
@@ -119,8 +124,19 @@ def collect(out: Path) -> list[dict]:
                for system in SYSTEMS},
             **{f"{system} greedy": (greedy.get(system) or {}).get("persona_fact_accuracy")
                for system in SYSTEMS},
+            **{f"{system} {metric}": (report.get(system) or {}).get(metric)
+               for system in SYSTEMS for metric in TEXT_METRICS},
         })
     return rows
+
+
+def collect_all(outs: list[Path]) -> list[dict]:
+    """The rows of several protocol folders; a world and seed found in more than one comes from
+    the last folder that has it."""
+    rows = {}
+    for out in outs:
+        rows.update({(row["world"], row["seed"]): row for row in collect(out)})
+    return list(rows.values())
 
 
 def mean_std(values: list) -> str:
@@ -134,9 +150,20 @@ def mean_std(values: list) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: one line per world, mean ± std over its seeds."""
-    columns = ["final_gain", *SYSTEMS, *(f"{s} greedy" for s in SYSTEMS), "count_model_history",
-               "wall_min"]
+    """Markdown: one line per world, mean ± std over its seeds; worlds with recorded facts by
+    fact accuracy, real members (no facts) in a second table by P-Co and BLEU-1."""
+    has_facts = {r["world"] for r in rows if any(r[s] is not None for s in SYSTEMS)}
+    facts = ["final_gain", *SYSTEMS, *(f"{s} greedy" for s in SYSTEMS), "count_model_history",
+             "wall_min"]
+    text = ["final_gain", *(f"{s} {m}" for m in TEXT_METRICS for s in REAL_SYSTEMS), "wall_min"]
+    parts = [_table([r for r in rows if r["world"] in has_facts], facts),
+             _table([r for r in rows if r["world"] not in has_facts], text)]
+    return "\n".join(part for part in parts if part)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return ""
     lines = ["| world | seeds | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for world in dict.fromkeys(r["world"] for r in rows):
@@ -175,16 +202,23 @@ def main() -> int:
     parser.add_argument("--worlds", nargs="+", default=[*WORLDS, *REAL],
                         choices=[*WORLDS, *REAL])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path("zoo_runs"))
-    parser.add_argument("--collect", type=Path, help="only tabulate the runs under this folder")
+    parser.add_argument("--out", type=Path, help="where runs and tables go (default: zoo_runs, "
+                                                 "or with --collect its first folder)")
+    parser.add_argument("--collect", type=Path, nargs="+",
+                        help="only tabulate the runs under these folders (a world and seed in "
+                             "several: the last folder's), into the first folder or --out")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
-    out = (args.collect or args.out).resolve()
-    if not args.collect:
+    if args.collect:
+        out = (args.out or args.collect[0]).resolve()
+        rows = collect_all([folder.resolve() for folder in args.collect])
+    else:
+        out = (args.out or Path("zoo_runs")).resolve()
         for world in args.worlds:
             for seed in args.seeds:
                 run_one(world, seed, out, args.overrides)
-    rows = collect(out)
+        rows = collect(out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(rows, indent=2))
     (out / "table.md").write_text(table(rows))
     plot(rows, out / "persona_gain.png")

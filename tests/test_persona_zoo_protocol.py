@@ -49,3 +49,40 @@ def test_protocol_runs_a_world_and_collects_its_gain_curve_accuracies_and_refere
 
     protocol.run_one("tiny", 0, tmp_path, TINY)  # a finished run is not run again
     assert capsys.readouterr().out.count("done already") == 2
+
+
+def _finished_run(out: Path, world: str, seed: int, fact_accuracy: float | None, p_co: float) -> None:
+    """A run folder as the protocol leaves it: results.json only (no stage-1 log, no greedy)."""
+    run_dir = out / "runs" / world / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    systems = {name: {"persona_fact_accuracy": fact_accuracy, "p_co": p_co, "bleu1": 10.0 * p_co}
+               for name in ("true_persona", "morpheus", "no_persona")}
+    (run_dir / "results.json").write_text(json.dumps(systems))
+
+
+def test_collect_of_several_folders_takes_a_repeated_run_from_the_last_and_tables_real_members_apart(
+        tmp_path):
+    spec = importlib.util.spec_from_file_location("persona_zoo_protocol", SCRIPT)
+    protocol = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(protocol)
+    first, second = tmp_path / "a", tmp_path / "b"
+    _finished_run(first, "few_kinds", 0, 0.25, 1.0)
+    _finished_run(first, "few_kinds", 1, 0.5, 1.0)
+    _finished_run(second, "few_kinds", 0, 0.75, 1.0)  # the same world and seed, run again
+    _finished_run(second, "chitchat", 0, None, 2.0)
+    _finished_run(second, "chitchat", 1, None, 4.0)
+
+    rows = protocol.collect_all([first, second])
+    by_key = {(r["world"], r["seed"]): r for r in rows}
+    assert sorted(by_key) == [("chitchat", 0), ("chitchat", 1), ("few_kinds", 0), ("few_kinds", 1)]
+    assert by_key[("few_kinds", 0)]["true_persona"] == 0.75
+    assert by_key[("chitchat", 1)]["no_persona p_co"] == 4.0
+
+    facts_table, real_table = protocol.table(rows).split("\n\n")
+    assert "chitchat" not in facts_table and "few_kinds" not in real_table
+    # few_kinds seeds 0 and 1: true persona 0.75 and 0.5
+    assert "| few_kinds | 0,1 | – | 0.625 ± 0.177 |" in facts_table
+    header = real_table.splitlines()[0].split(" | ")
+    chitchat = real_table.splitlines()[2].split(" | ")
+    assert chitchat[header.index("true_persona p_co")] == "3.000 ± 1.414"
+    assert chitchat[header.index("no_persona bleu1")] == "30.000 ± 14.142"
