@@ -9,7 +9,14 @@ from dataclasses import replace
 import pytest
 
 from morpheus_pl.data.formats import read_paper_json
-from morpheus_pl.data.persona_zoo import WORLDS, ZooGenerator, ZooWorld, main, write_world
+from morpheus_pl.data.persona_zoo import (
+    WORLDS,
+    ZooGenerator,
+    ZooWorld,
+    main,
+    with_knobs,
+    write_world,
+)
 from morpheus_pl.data.world_lexicon import LEXICONS
 
 SMALL = ZooWorld(kinds=6, values_per_kind=3, archetypes=2, persona_facts=4, revealed=2,
@@ -91,3 +98,40 @@ def test_command_line_writes_a_world_and_prints_its_folder(tmp_path, capsys) -> 
 def test_more_templates_than_the_zoo_has_are_refused() -> None:
     with pytest.raises(ValueError, match=r"templates must be 1\.\.6, got 7"):
         ZooGenerator(replace(SMALL, templates=7))
+
+
+def test_distinct_preferences_give_each_archetype_its_own_value_of_every_kind() -> None:
+    world = replace(SMALL, archetypes=SMALL.values_per_kind, distinct_preferences=True)
+    gen = ZooGenerator(world, 0)
+    for kind in gen.kinds:
+        assert sorted(a[kind] for a in gen.preferred) == sorted(gen.values[kind])
+    with pytest.raises(ValueError, match=re.escape(
+            f"distinct_preferences needs archetypes <= values_per_kind ({SMALL.values_per_kind}), "
+            f"got {SMALL.values_per_kind + 1}")):
+        ZooGenerator(replace(world, archetypes=SMALL.values_per_kind + 1))
+
+
+def test_independent_preferences_are_the_default_and_keep_the_worlds_as_drawn_before() -> None:
+    # few_kinds as the protocol measured it: archetypes share preferred values (3-5 of 6 per kind)
+    gen = ZooGenerator(WORLDS["few_kinds"], 0)
+    assert [len({a[k] for a in gen.preferred}) for k in gen.kinds] == [4, 3, 5, 4, 4]
+
+
+def test_set_overrides_knobs_by_their_type_and_names_a_bad_one(tmp_path, capsys) -> None:
+    world = with_knobs(WORLDS["few_kinds"], ["revealed=3", "distinct_preferences=true",
+                                             "archetype_strength=0.5", "small_talk_pairs=1,3"])
+    assert (world.revealed, world.distinct_preferences, world.archetype_strength,
+            world.small_talk_pairs) == (3, True, 0.5, (1, 3))
+    for bad, message in [("colour=3", "expected KNOB=VALUE with KNOB one of kinds, "),
+                         ("revealed=two", "revealed takes an integer"),
+                         ("distinct_preferences=yes", "distinct_preferences takes true or false"),
+                         ("small_talk_pairs=1", "small_talk_pairs takes two comma-separated integers")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            with_knobs(WORLDS["few_kinds"], [bad])
+    assert main(["few_kinds", str(tmp_path / "w"), "--train-roles", "20",
+                 "--set", "distinct_preferences=true"]) == 0
+    stored = json.loads((tmp_path / "w" / "world.json").read_text())["world"]
+    assert stored["distinct_preferences"] is True
+    with pytest.raises(SystemExit):
+        main(["few_kinds", str(tmp_path / "x"), "--set", "revealed=two"])
+    assert "revealed takes an integer" in capsys.readouterr().err

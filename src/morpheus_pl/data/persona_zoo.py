@@ -4,14 +4,16 @@ the yardstick of whether the framework's defaults learn on persona data they wer
 on; they are never the default dataset.
 
 Each role holds one value for every kind of fact; values cluster around latent archetypes
-(`archetype_strength`: the chance that a fact is its archetype's value). The persona states
+(`archetype_strength`: the chance that a fact is its archetype's value; each archetype's value
+of a kind is drawn independently, so archetypes may share one, unless `distinct_preferences`,
+where one revealed fact names the archetype as in the embedded world). The persona states
 `persona_facts` of them in shuffled order, with the value at the start, middle or end of the
 sentence. A dialogue of 1 to ~10 turns has small talk, reveals `revealed` other facts of the
 role, and ends with the partner asking about a stated fact that the history does not reveal;
 the reply states that fact (recorded as `fact`, its kind's values as `fact_options`).
 
     python -m morpheus_pl.data.persona_zoo --list
-    python -m morpheus_pl.data.persona_zoo WORLD OUT_DIR [--seed S]
+    python -m morpheus_pl.data.persona_zoo WORLD OUT_DIR [--seed S] [--set KNOB=VALUE ...]
 
 writes `{train,val,test}_datas_en.json` in the paper's JSON (+ role, fact, fact_options), read
 by `dataset=convai2 dataset.root=OUT_DIR`, and `world.json`: the world's knobs, sizes and the
@@ -79,6 +81,9 @@ class ZooWorld:
     test_roles: int = 300
     small_talk_pairs: tuple[int, int] = (0, 2)
     templates: int = 4  # templates of each kind (persona, question, answer) this world draws from
+    # true: the archetypes prefer distinct values of every kind (needs archetypes <=
+    # values_per_kind); false: each archetype's value drawn independently (they may share one)
+    distinct_preferences: bool = False
 
     def validate(self) -> None:
         if not 1 <= self.kinds <= len(KINDS):
@@ -91,6 +96,9 @@ class ZooWorld:
                 f"revealed must be 0..kinds-1 ({self.kinds - 1}), got {self.revealed}")
         if self.values_per_kind < 2 or self.archetypes < 1 or self.dialogues_per_role < 1:
             raise ConfigError("values_per_kind >= 2, archetypes >= 1 and dialogues_per_role >= 1")
+        if self.distinct_preferences and self.archetypes > self.values_per_kind:
+            raise ConfigError(f"distinct_preferences needs archetypes <= values_per_kind "
+                              f"({self.values_per_kind}), got {self.archetypes}")
         most = min(len(PERSONA), len(QUESTION), len(ANSWER))
         if not 1 <= self.templates <= most:
             raise ConfigError(f"templates must be 1..{most}, got {self.templates}")
@@ -134,8 +142,12 @@ class ZooGenerator:
         self.rng.shuffle(words)
         n = world.values_per_kind
         self.values = {k: words[i * n:(i + 1) * n] for i, k in enumerate(self.kinds)}
-        self.preferred = [{k: self.rng.choice(self.values[k]) for k in self.kinds}
-                          for _ in range(world.archetypes)]
+        if world.distinct_preferences:
+            order = {k: self.rng.sample(self.values[k], world.archetypes) for k in self.kinds}
+            self.preferred = [{k: order[k][a] for k in self.kinds} for a in range(world.archetypes)]
+        else:
+            self.preferred = [{k: self.rng.choice(self.values[k]) for k in self.kinds}
+                              for _ in range(world.archetypes)]
         pick = world.templates
         self.persona_templates = self.rng.sample(PERSONA, pick)
         self.question_templates = self.rng.sample(QUESTION, pick)
@@ -207,6 +219,36 @@ def write_world(world: ZooWorld, root: str | Path, seed: int = 0) -> dict:
     return stats
 
 
+KNOB_VALUES = {int: "an integer", float: "a number", bool: "true or false",
+               tuple: "two comma-separated integers"}
+
+
+def with_knobs(world: ZooWorld, assignments: list[str]) -> ZooWorld:
+    """`world` with each "knob=value" applied, the value read as the knob's type (bool: true or
+    false; the small-talk range: two comma-separated ints)."""
+    defaults = asdict(ZooWorld())
+    changes = {}
+    for assignment in assignments:
+        knob, sep, text = assignment.partition("=")
+        if not sep or knob not in defaults:
+            raise ValueError(f"--set {assignment!r}: expected KNOB=VALUE with KNOB one of "
+                             f"{', '.join(defaults)}")
+        kind = type(defaults[knob])
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false"):
+                    raise ValueError
+                changes[knob] = text.lower() == "true"
+            elif kind is tuple:
+                low, high = (int(part) for part in text.split(","))
+                changes[knob] = (low, high)
+            else:
+                changes[knob] = kind(text)
+        except ValueError:
+            raise ValueError(f"--set {assignment!r}: {knob} takes {KNOB_VALUES[kind]}") from None
+    return replace(world, **changes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m morpheus_pl.data.persona_zoo",
                                      description=__doc__.split("\n\n")[0])
@@ -214,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="?", help="folder to write the splits and world.json into")
     parser.add_argument("--seed", type=int, default=0, help="the world's sampling seed")
     parser.add_argument("--train-roles", type=int, help="override the world's training roles")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KNOB=VALUE",
+                        help="override any of the world's knobs (--list shows them), e.g. "
+                             "--set revealed=3 distinct_preferences=true small_talk_pairs=0,2")
     parser.add_argument("--list", action="store_true", help="list the worlds and their knobs")
     args = parser.parse_args(argv)
     if args.list:
@@ -225,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     world = WORLDS[args.world]
     if args.train_roles:
         world = replace(world, train_roles=args.train_roles)
+    try:
+        world = with_knobs(world, args.set)
+    except ValueError as err:
+        parser.error(str(err))
     stats = write_world(world, args.out, args.seed)
     print(json.dumps({k: stats[k] for k in ("examples", "chance_fact_accuracy",
                                             "count_model_fact_accuracy")}))
