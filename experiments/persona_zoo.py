@@ -4,8 +4,8 @@ worlds it has never seen? (docs/persona_zoo.md)
 For every zoo world (`morpheus_pl.data.persona_zoo`) and seed it runs the whole pipeline as a
 new user would, `stage=pipeline dataset=convai2 dataset.root=<world>` with default settings,
 and collects stage 1's `val/persona_gain` curve, the persona fact accuracy of every system, the
-world's count-model reference from the history (what the dialogues allow without a persona) and
-the wall time. The same checkpoints are evaluated again with greedy decoding (`greedy/`): the
+world's count-model reference from the history (what the dialogues allow without a persona),
+the asked kind's marginal (what a reply that ignores the history reaches) and the wall time. The same checkpoints are evaluated again with greedy decoding (`greedy/`): the
 count model is an argmax predictor. `chitchat` (real dialogues, no recorded facts) adds the
 persona gain alone.
 
@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from morpheus_pl.data.persona_zoo import WORLDS, write_world
+from morpheus_pl.data.world_ceilings import kind_marginal_accuracy
 
 # `morpheus` is the configured code decoding; runs made before top_m_distinct became the
 # default have it as `morpheus/top_m_distinct`, later ones argmax as `morpheus/argmax`
@@ -118,7 +119,7 @@ def collect(out: Path) -> list[dict]:
         rows.append({
             "world": world, "seed": int(run_dir.name.removeprefix("seed")),
             "gain_curve": curve, "final_gain": curve[-1][1] if curve else None,
-            "count_model_history": reference,
+            "count_model_history": reference, "kind_marginal": kind_marginal(out / "data" / world),
             "wall_min": float(wall.read_text()) / 60 if wall.exists() else None,
             **{system: (report.get(system) or {}).get("persona_fact_accuracy")
                for system in SYSTEMS},
@@ -128,6 +129,15 @@ def collect(out: Path) -> list[dict]:
                for system in SYSTEMS for metric in TEXT_METRICS},
         })
     return rows
+
+
+def kind_marginal(data_dir: Path) -> float | None:
+    """The asked kind's most frequent training value as the answer, on the test split (None for
+    a member without its data here or without recorded facts)."""
+    train, test = (data_dir / "train_datas_en.json", data_dir / "test_datas_en.json")
+    if not (train.exists() and test.exists()):
+        return None
+    return kind_marginal_accuracy(json.loads(train.read_text()), json.loads(test.read_text()))
 
 
 def collect_all(outs: list[Path]) -> list[dict]:
@@ -154,7 +164,7 @@ def table(rows: list[dict]) -> str:
     fact accuracy, real members (no facts) in a second table by P-Co and BLEU-1."""
     has_facts = {r["world"] for r in rows if any(r[s] is not None for s in SYSTEMS)}
     facts = ["final_gain", *SYSTEMS, *(f"{s} greedy" for s in SYSTEMS), "count_model_history",
-             "wall_min"]
+             "kind_marginal", "wall_min"]
     text = ["final_gain", *(f"{s} {m}" for m in TEXT_METRICS for s in REAL_SYSTEMS), "wall_min"]
     parts = [_table([r for r in rows if r["world"] in has_facts], facts),
              _table([r for r in rows if r["world"] not in has_facts], text)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from morpheus_pl.data.persona_zoo import ZooWorld
+from morpheus_pl.data.world_ceilings import kind_marginal_accuracy
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "persona_zoo.py"
 # conf/debug/tiny.yaml with the zoo's steps and no synthetic world (the zoo world is read as files)
@@ -40,6 +41,9 @@ def test_protocol_runs_a_world_and_collects_its_gain_curve_accuracies_and_refere
     assert row["final_gain"] == row["gain_curve"][-1][1]
     world = json.loads((tmp_path / "data" / "tiny" / "world.json").read_text())
     assert row["count_model_history"] == world["count_model_fact_accuracy"]["history"]
+    train, test = (json.loads((tmp_path / "data" / "tiny" / f"{split}_datas_en.json").read_text())
+                   for split in ("train", "test"))
+    assert row["kind_marginal"] == kind_marginal_accuracy(train, test)
     for system in ("true_persona", "morpheus", "morpheus/argmax", "no_persona"):
         assert 0.0 <= row[system] <= 1.0 and 0.0 <= row[f"{system} greedy"] <= 1.0
     table = protocol.table(rows)

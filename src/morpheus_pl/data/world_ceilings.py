@@ -1,10 +1,11 @@
-"""Trivial estimators on the synthetic world: what a system can reach from the same data.
+"""Trivial estimators on the synthetic worlds: what a system can reach from the same data.
 
-Both are naive-Bayes count models that predict the asked fact from the facts the history
+The count models are naive Bayes that predict the asked fact from the facts the history
 reveals (docs/data.md, "What a history-only system can reach"): `history` counts
 co-occurrences only in training dialogues (what a decoder trained without persona sees),
 `persona` counts them in training personas (what the codebook route sees: every pair of a
-role's persona facts).
+role's persona facts). The kind's marginal ignores the history: the asked kind's most frequent
+training value (where pair counts are sparse it can beat the count model).
 """
 
 from __future__ import annotations
@@ -47,3 +48,16 @@ def count_model_accuracy(train: list[dict], test: list[dict], source: str) -> fl
         raise ValueError(f"count model source must be 'history' or 'persona', got {source!r}")
     hits = sum(_predict(pairs, singles, r, r["fact_options"]) == r["fact"] for r in test)
     return hits / max(len(test), 1)
+
+
+def kind_marginal_accuracy(train: list[dict], test: list[dict]) -> float:
+    """Accuracy on `test` of naming the asked kind's most frequent value in `train` replies.
+    Needs only `fact` and `fact_options` (a kind is its set of options); ties go to the option
+    listed first."""
+    counts: Counter = Counter((frozenset(rec["fact_options"]), rec["fact"]) for rec in train)
+
+    def predict(rec: dict) -> str:
+        kind = frozenset(rec["fact_options"])
+        return max(rec["fact_options"], key=lambda value: counts[(kind, value)])
+
+    return sum(predict(rec) == rec["fact"] for rec in test) / max(len(test), 1)
