@@ -5,9 +5,10 @@ For every zoo world (`morpheus_pl.data.persona_zoo`) and seed it runs the whole 
 new user would, `stage=pipeline dataset=convai2 dataset.root=<world>` with default settings,
 and collects stage 1's `val/persona_gain` curve, the persona fact accuracy of every system, the
 world's count-model reference from the history (what the dialogues allow without a persona),
-the asked kind's marginal (what a reply that ignores the history reaches) and the wall time. The same checkpoints are evaluated again with greedy decoding (`greedy/`): the
-count model is an argmax predictor. `chitchat` (real dialogues, no recorded facts) adds the
-persona gain alone.
+the asked kind's marginal (what a reply that ignores the history reaches) and the wall time.
+The same checkpoints are evaluated again with greedy decoding (`greedy/`): the count model is
+an argmax predictor. `chitchat` (real dialogues, no recorded facts) adds the persona gain, and
+P-Co and BLEU-1 per system in a table of its own.
 
     python experiments/persona_zoo.py --worlds few_kinds issue16 --seeds 0 1 2 --out zoo_runs
     python experiments/persona_zoo.py --collect zoo_runs      # table and plot of finished runs
