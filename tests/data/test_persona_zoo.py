@@ -135,3 +135,6 @@ def test_set_overrides_knobs_by_their_type_and_names_a_bad_one(tmp_path, capsys)
     with pytest.raises(SystemExit):
         main(["few_kinds", str(tmp_path / "x"), "--set", "revealed=two"])
     assert "revealed takes an integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a knob that makes the world impossible: named, no traceback
+        main(["few_kinds", str(tmp_path / "y"), "--set", "revealed=9"])
+    assert "revealed must be 0..kinds-1 (4), got 9" in capsys.readouterr().err

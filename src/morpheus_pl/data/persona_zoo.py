@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         world = replace(world, train_roles=args.train_roles)
     try:
         world = with_knobs(world, args.set)
-    except ValueError as err:
+        world.validate()
+    except ValueError as err:  # ConfigError is one: a bad knob or an impossible world
         parser.error(str(err))
     stats = write_world(world, args.out, args.seed)
     print(json.dumps({k: stats[k] for k in ("examples", "chance_fact_accuracy",
