@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import statistics
@@ -132,9 +133,10 @@ def collect(out: Path) -> list[dict]:
     return rows
 
 
+@functools.cache
 def kind_marginal(data_dir: Path) -> float | None:
     """The asked kind's most frequent training value as the answer, on the test split (None for
-    a member without its data here or without recorded facts)."""
+    a member without its data here or without recorded facts); read once per world folder."""
     train, test = (data_dir / "train_datas_en.json", data_dir / "test_datas_en.json")
     if not (train.exists() and test.exists()):
         return None
