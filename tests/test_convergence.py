@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -10,7 +14,12 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from morpheus_pl.convergence import best_state_dict, convergence_callbacks
+from morpheus_pl.convergence import (
+    best_state_dict,
+    convergence_callbacks,
+    stop_reason,
+    wall_time_cap,
+)
 from morpheus_pl.errors import ConfigError
 from morpheus_pl.handoff import read_stage_checkpoint
 
@@ -151,3 +160,70 @@ def test_the_validation_schedule_does_not_change_the_training(tiny_compose, tiny
                        ["state_dict"])
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+class _SlowStep(ScriptedValidation):
+    """Each training step takes at least 50 ms."""
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(0.05)
+        return super().training_step(batch, batch_idx)
+
+
+def _timed_fit(tmp_path, max_time, max_steps=40, module=None):
+    data = DataLoader(TensorDataset(torch.randn(64, 4)), batch_size=8)
+    trainer = L.Trainer(max_steps=max_steps, max_time=max_time, logger=False,
+                        enable_progress_bar=False, enable_checkpointing=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer.fit(module or _SlowStep(), data)
+    return trainer
+
+
+def test_the_wall_time_cap_is_minutes_or_null_and_names_a_bad_value():
+    cfg = OmegaConf.create({"train": {"joint": {"max_minutes": 12}, "no_persona": {"max_minutes": None}}})
+    assert wall_time_cap(cfg, "joint") == timedelta(minutes=12)
+    assert wall_time_cap(cfg, "no_persona") is None
+    assert wall_time_cap(cfg, "scorer") is None  # a stage without the key has no cap
+    for bad in (0, -1, "12", True):
+        cfg.train.joint.max_minutes = bad
+        with pytest.raises(ConfigError, match=r"train\.joint\.max_minutes must be a positive number "
+                                              r"of minutes or null \(no wall-time cap\), got "):
+            wall_time_cap(cfg, "joint")
+
+
+def test_a_wall_time_cap_ends_training_before_its_steps_and_is_named(tmp_path):
+    """Steps of >= 50 ms under a 0.3 s cap: training stops after about 6 of its 40 steps."""
+    trainer = _timed_fit(tmp_path, timedelta(seconds=0.3))
+    assert 1 <= trainer.global_step <= 7
+    assert stop_reason(trainer) == "max_minutes"
+    uncapped = _timed_fit(tmp_path, None, max_steps=3)
+    assert uncapped.global_step == 3 and stop_reason(uncapped) == "max_steps"
+    roomy = _timed_fit(tmp_path, timedelta(minutes=10), max_steps=3)
+    assert roomy.global_step == 3 and stop_reason(roomy) == "max_steps"
+
+
+def test_early_stopping_is_named_as_the_reason(tmp_path):
+    trainer, _, _ = _fit(tmp_path, _cfg())
+    assert trainer.global_step == 10 and stop_reason(trainer) == "early_stopping"
+
+
+def test_a_pipeline_stage_cut_by_its_cap_records_and_warns(tiny_compose, tiny_data, tmp_path, caplog):
+    """A cap of 6 ms stops the no-persona stage after its first step: provenance.json records
+    the steps and the reason, the log warns; the cap is part of the stage's fingerprint."""
+    from morpheus_pl.handoff import checkpoint_path, fingerprint
+    from morpheus_pl.pipeline import train_stage
+
+    cfg = tiny_compose(f"paths.root={tmp_path}", f"paths.output={tmp_path / 'out'}",
+                       "train.no_persona.max_steps=12", "train.no_persona.max_minutes=0.0001",
+                       "seed=7")
+    assert fingerprint(cfg, "no_persona") != fingerprint(
+        tiny_compose("train.no_persona.max_steps=12", "seed=7"), "no_persona")
+    dm, tokenizer_dir = tiny_data
+    with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
+        path = train_stage(cfg, "no_persona", dm, tokenizer_dir)
+    assert path == checkpoint_path(cfg, "no_persona")
+    record = json.loads((path.parent / "provenance.json").read_text())
+    assert record["stopped_by"] == "max_minutes" and record["max_steps"] == 12
+    assert 1 <= record["steps"] < 12
+    assert any("no_persona: stopped by its wall-time cap (train.no_persona.max_minutes) at step "
+               f"{record['steps']} of 12" in r.getMessage() for r in caplog.records)

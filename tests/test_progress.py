@@ -87,3 +87,24 @@ def test_with_early_stopping_the_time_left_is_an_upper_bound(tmp_path, caplog):
         _fit(tmp_path, ProgressLog("joint", every_n_steps=3), max_steps=9,
              extra=[EarlyStopping(monitor="train/loss", patience=2)])
     assert re.search(r"at most \d+ s left \(early stopping\)$", _lines(caplog)[0])
+
+
+def test_a_wall_time_cap_nearer_than_the_last_step_gives_the_time_left(tmp_path, caplog):
+    """Steps of >= 50 ms, 1,000 of them (>= 50 s) under a 1 s cap: the time left is the cap's."""
+    import time
+    from datetime import timedelta
+
+    class _Slow(_Regression):
+        def training_step(self, batch, batch_idx):
+            time.sleep(0.05)
+            return super().training_step(batch, batch_idx)
+
+    data = TensorDataset(torch.randn(64, 2), torch.randn(64, 1))
+    trainer = L.Trainer(max_steps=1000, max_time=timedelta(seconds=1), logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path),
+                        callbacks=[ProgressLog("joint", every_n_steps=3)])
+    with caplog.at_level(logging.INFO, logger="morpheus_pl"):
+        trainer.fit(_Slow(), DataLoader(data, batch_size=4))
+    assert trainer.global_step < 1000
+    assert re.search(r", about [01] s left \(wall-time cap\)$", _lines(caplog)[0])

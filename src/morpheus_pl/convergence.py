@@ -1,10 +1,12 @@
-"""Budget by convergence: a stage stops once its validation loss stops improving, and keeps the
-weights of its best validation.
+"""A stage's budget: a cap in steps and in wall time, and optionally convergence (a stage stops
+once its validation loss stops improving, and keeps the weights of its best validation).
 
-`train.<stage>.max_steps` stays the cap; `train.early_stopping` (Lightning's EarlyStopping on
-`monitor`, `patience` validations without an improvement of `min_delta`) may end the stage
-sooner, and with `restore_best` the stage's checkpoint holds the weights of the best validation
-(Lightning's ModelCheckpoint keeps them), not those of the last step. Validation runs every
+`train.<stage>.max_steps` caps the steps and `train.<stage>.max_minutes` the minutes of training
+(Lightning's Timer, `max_time`: validation counts, setting up does not; a resumed stage keeps
+the minutes it already spent). `train.early_stopping` (Lightning's EarlyStopping on `monitor`,
+`patience` validations without an improvement of `min_delta`) may end the stage sooner, and with
+`restore_best` the stage's checkpoint holds the weights of the best validation (Lightning's
+ModelCheckpoint keeps them), not those of the last step. Validation runs every
 `train.val_every_n_steps` optimiser steps, counted across epochs, so the schedule does not
 depend on the dataset's size. Measured effects: docs/persona_zoo.md.
 """
@@ -12,10 +14,13 @@ depend on the dataset's size. Measured effects: docs/persona_zoo.md.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
+import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.errors import ConfigError
@@ -63,3 +68,29 @@ def best_state_dict(callbacks: list[Callback], stage: str) -> dict | None:
     log.info("%s: keeping the weights of the best validation (%s %.4f, %s)", stage, best.monitor,
              float(best.best_model_score), path.name)
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def wall_time_cap(cfg: DictConfig, stage: str) -> timedelta | None:
+    """`train.<stage>.max_minutes` as Lightning's `max_time`; None: no cap (also for a stage
+    without the key: codebook_init, the scorer)."""
+    minutes = OmegaConf.select(cfg, f"train.{stage}.max_minutes")
+    if minutes is None:
+        return None
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0:
+        raise ConfigError(f"train.{stage}.max_minutes must be a positive number of minutes or "
+                          f"null (no wall-time cap), got {minutes!r}")
+    return timedelta(minutes=minutes)
+
+
+def stop_reason(trainer: L.Trainer) -> str:
+    """Why a stage's training ended: "max_steps", "early_stopping", "max_minutes" (its wall-time
+    cap), or "other" (Lightning's debugging runs, an epoch cap)."""
+    if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+        return "max_steps"
+    if any(isinstance(cb, EarlyStopping) and cb.stopping_reason != EarlyStoppingReason.NOT_STOPPED
+           for cb in trainer.callbacks):
+        return "early_stopping"
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    if timer is not None and (timer.time_remaining() or 0.0) <= 0:
+        return "max_minutes"
+    return "other"

@@ -30,6 +30,9 @@ NEUTRAL = {
     "predictor.rescore_samples": 4,              # read by predictor.decode=rescored only
     "loss.predicted_prefix_schedule": "constant",  # the share from the first step
     "loss.predicted_prefix_grad": False,         # the predicted prefix is a constant to L_G
+    "train.role_awareness.max_minutes": None,    # no wall-time cap
+    "train.joint.max_minutes": None,
+    "train.no_persona.max_minutes": None,
 }
 
 

@@ -19,7 +19,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.atlas_files import stage_atlas
-from morpheus_pl.convergence import best_state_dict, convergence_callbacks
+from morpheus_pl.convergence import (
+    best_state_dict,
+    convergence_callbacks,
+    stop_reason,
+    wall_time_cap,
+)
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.distributed import global_rank, run_id, training_lock
 from morpheus_pl.evaluation import evaluation_device
@@ -64,8 +69,10 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
 
 
 def _trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: int, callbacks=()) -> L.Trainer:
-    """Validation every train.val_every_n_steps optimiser steps, across epochs."""
-    return L.Trainer(max_steps=max_steps, default_root_dir=str(work_dir), callbacks=list(callbacks),
+    """Validation every train.val_every_n_steps optimiser steps, across epochs; training capped
+    at train.<stage>.max_minutes (convergence.py)."""
+    return L.Trainer(max_steps=max_steps, max_time=wall_time_cap(cfg, stage),
+                     default_root_dir=str(work_dir), callbacks=list(callbacks),
                      logger=build_loggers(cfg, stage), val_check_interval=cfg.train.val_every_n_steps,
                      check_val_every_n_epoch=None, **trainer_kwargs(cfg))
 
@@ -142,15 +149,28 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
     validation = {name: float(value) for name, value in
                   (trainer.callback_metrics.items() if trainer is not None else ())
                   if name.startswith("val/")}
-    _save(trainer, module, path, stage, cfg,
-          {"stage": stage, "built_on": str(previous_path) if previous_path else None,
-           "last_validation": validation}, best=convergence)
+    provenance = {"stage": stage, "built_on": str(previous_path) if previous_path else None,
+                  "last_validation": validation}
+    if trainer is not None and stage != "codebook_init":
+        provenance |= _training_budget(trainer, stage)
+    _save(trainer, module, path, stage, cfg, provenance, best=convergence)
     has_codebook = "codebook" in stage_module(cfg, stage).extra_config_groups
     if has_codebook and cfg.atlas.k > 0 and global_rank() == 0:
         trained = load_trained(cfg, stage, tokenizer_dir, path)
         stage_atlas(trained.to(evaluation_device(cfg.trainer.accelerator)), dm, path.parent, stage,
                     cfg.atlas.k, trainer.loggers if trainer is not None else ())
     return path
+
+
+def _training_budget(trainer: L.Trainer, stage: str) -> dict:
+    """The steps a stage trained and why it stopped (provenance.json); a wall-time cap that cut
+    the stage short is a warning: a slower machine trains fewer steps on the same settings."""
+    reason = stop_reason(trainer)
+    if reason == "max_minutes":
+        log.warning("%s: stopped by its wall-time cap (train.%s.max_minutes) at step %d of %d; "
+                    "a faster machine or a larger cap trains more steps", stage, stage,
+                    trainer.global_step, trainer.max_steps)
+    return {"steps": trainer.global_step, "max_steps": trainer.max_steps, "stopped_by": reason}
 
 
 def load_trained(cfg: DictConfig, stage: str, tokenizer_dir: str, path: Path) -> PersonaDialogStage:

@@ -15,7 +15,7 @@ import math
 import time
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, Timer
 
 from morpheus_pl.errors import ConfigError
 
@@ -33,7 +33,8 @@ def duration(seconds: float) -> str:
 
 class ProgressLog(L.Callback):
     """Log `stage: step k/K, train/loss x, r steps/s, about t left` every `every_n_steps`
-    optimiser steps (0: never); `at most t left` when early stopping may end the stage sooner.
+    optimiser steps (0: never); `at most t left` when early stopping may end the stage sooner;
+    the time left is the wall-time cap's when that comes first.
     Speed counts the steps of this process since its previous line (a resumed stage's estimate
     is not inflated by the steps restored from its checkpoint)."""
 
@@ -64,8 +65,15 @@ class ProgressLog(L.Callback):
         parts.append(f"{rate:.2f} steps/s")
         if trainer.max_steps > 0:
             early = any(isinstance(cb, EarlyStopping) for cb in trainer.callbacks)
-            left = duration((trainer.max_steps - step) / rate)
-            parts.append(f"at most {left} left (early stopping)" if early else f"about {left} left")
+            seconds = (trainer.max_steps - step) / rate
+            timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+            capped = timer is not None and timer.time_remaining() is not None \
+                and timer.time_remaining() < seconds
+            left = duration(max(timer.time_remaining(), 0.0) if capped else seconds)
+            if capped:
+                parts.append(f"about {left} left (wall-time cap)")
+            else:
+                parts.append(f"at most {left} left (early stopping)" if early else f"about {left} left")
         log.info("%s: %s", self.stage, ", ".join(parts))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
