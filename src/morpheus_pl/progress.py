@@ -67,12 +67,11 @@ class ProgressLog(L.Callback):
             early = any(isinstance(cb, EarlyStopping) for cb in trainer.callbacks)
             seconds = (trainer.max_steps - step) / rate
             timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-            capped = timer is not None and timer.time_remaining() is not None \
-                and timer.time_remaining() < seconds
-            left = duration(max(timer.time_remaining(), 0.0) if capped else seconds)
-            if capped:
-                parts.append(f"about {left} left (wall-time cap)")
+            capped = timer.time_remaining() if timer is not None else None
+            if capped is not None and capped < seconds:
+                parts.append(f"about {duration(max(capped, 0.0))} left (wall-time cap)")
             else:
+                left = duration(seconds)
                 parts.append(f"at most {left} left (early stopping)" if early else f"about {left} left")
         log.info("%s: %s", self.stage, ", ".join(parts))
 
