@@ -35,8 +35,9 @@ from pathlib import Path
 from morpheus_pl.data.persona_zoo import WORLDS, write_world
 from morpheus_pl.data.world_ceilings import kind_marginal_accuracy
 
-# `morpheus` is the configured code decoding; runs made before top_m_distinct became the
-# default have it as `morpheus/top_m_distinct`, later ones argmax as `morpheus/argmax`
+# `morpheus` is the configured code decoding; the others as `eval.compare_decode` gave them
+# (top_m_distinct was the default from commit f927d7a to covering, and a comparison row before
+# and after)
 SYSTEMS = ("true_persona", "morpheus", "morpheus/argmax", "morpheus/top_m_distinct", "no_persona")
 # what a real member without recorded facts is compared by, and on which systems
 TEXT_METRICS = ("p_co", "bleu1")

@@ -101,10 +101,13 @@ def test_respond_gives_the_codes_with_their_probabilities(model):
     reply = model.respond(["hi , what do you do for a living ?"], seed=3)
     assert isinstance(reply, Reply) and reply.system == "morpheus"
     codes = [c.code for c in reply.codes]
-    assert len(codes) == 5 and len(set(codes)) == 5  # top_m_distinct: M distinct codes of N
+    assert len(codes) == 5 and len(set(codes)) == 5  # covering: M distinct codes of N
     assert all(0.0 < c.probability < 1.0 and c.usage >= 0.0 for c in reply.codes)
     probabilities = [c.probability for c in reply.codes]
-    assert probabilities == sorted(probabilities, reverse=True)
+    assert probabilities[0] == max(probabilities)  # the first pick covers the most mass: its own
+    ranked = model.respond(["hi , what do you do for a living ?"], decode="top_m_distinct", seed=3)
+    top = [c.probability for c in ranked.codes]
+    assert top == sorted(top, reverse=True) and top[0] == probabilities[0]
     assert model.respond(["hi , what do you do for a living ?"], seed=3) == reply  # sampled, seeded
     assert model.respond(["hi"], system="no_persona", do_sample=False).codes == ()
 

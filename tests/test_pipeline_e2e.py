@@ -59,7 +59,7 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     assert 0.0 <= results["world"]["bayes_fact_accuracy_from_history"]["test"] <= 1.0
 
     rows = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
-    systems = {"morpheus", "morpheus/argmax", "morpheus/sample", "no_persona", "true_persona"}
+    systems = {"morpheus", "morpheus/top_m_distinct", "morpheus/argmax", "no_persona", "true_persona"}
     assert {r["system"] for r in rows} == systems
     assert len(rows) == len(systems) * 12
     assert set(rows[0]) >= {"system", "persona", "history", "reference", "prediction",
@@ -69,8 +69,8 @@ def test_pipeline_writes_results_and_sweep_reuses_stage1(tmp_path: Path) -> None
     labelled = [r for r in rows if r["system"] == "no_persona"]
     share_2 = 100 * sum(r["scorer_label"] == 2 for r in labelled) / len(labelled)
     assert results["no_persona"]["coh_con_score"] == pytest.approx(share_2)
-    distinct = [r for r in rows if r["system"] == "morpheus"]  # top_m_distinct, the default
-    assert all(len(set(r["predicted_codes"])) == 5 for r in distinct)
+    for system in ("morpheus", "morpheus/top_m_distinct"):  # covering (the default): distinct too
+        assert all(len(set(r["predicted_codes"])) == 5 for r in rows if r["system"] == system)
     table = (out_dir / "results.md").read_text()
     assert "| morpheus |" in table and "Consistency · Con.Score" in table
     assert "held-out accuracy" in table

@@ -115,7 +115,7 @@ class MorpheusModel:
         system: morpheus (codes inferred from the history), true_persona (the given persona's
         vectors as the prefix), oracle_codes (the codes nearest to the given persona),
         no_persona (this model's decoder without a prefix). decode: how MORPHEUS picks its
-        codes (argmax, top_m_distinct, sample; default the training's). seed: seeds torch
+        codes (covering, top_m_distinct, argmax, sample, ...; default the training's). seed: seeds torch
         first, as the evaluation does. Keywords override the generation defaults
         (`do_sample=False` is greedy).
         """
