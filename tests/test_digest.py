@@ -55,9 +55,12 @@ def test_default_str_writes_what_json_cannot_and_strict_refuses_it() -> None:
 
 def test_the_tiny_configs_keys_are_unchanged() -> None:
     # the pooling of commit c08752d's default: encoder.pooling=sif, the default since, is new;
-    # so are the wall-time caps (null: none, hashed as their absence)
-    cfg = compose_tiny(ROOT, "encoder.pooling=last", *(f"train.{stage}.max_minutes=null" for stage
-                                                       in ("role_awareness", "joint", "no_persona")))
+    # so are the wall-time caps (null: none, hashed as their absence), the covering decoding and
+    # the compare rows that came with it
+    cfg = compose_tiny(ROOT, "encoder.pooling=last", "predictor.decode=top_m_distinct",
+                       "eval.compare_decode=[argmax,sample]",
+                       *(f"train.{stage}.max_minutes=null"
+                         for stage in ("role_awareness", "joint", "no_persona")))
     assert {stage: fingerprint(cfg, stage) for stage in
             ("role_awareness", "codebook_init", "joint", "no_persona", "scorer")} == {
         "role_awareness": "6d91a164dcd0", "codebook_init": "8e60c3ec3ccf",

@@ -30,7 +30,8 @@ def test_share_one_conditions_l_g_on_the_predicted_codes_prefix(tiny_compose, ti
     stage = _stage(tiny_compose, tok_dir, 1.0)
     gen = stage.losses(batch)["gen"]
     with torch.no_grad():
-        picked = decode_codes(stage.code_logits(batch), stage.predictor_cfg["decode"])
+        picked = decode_codes(stage.code_logits(batch), stage.predictor_cfg["decode"],
+                              codebook=stage.codebook.codes)
         kv = stage.projector(stage.codebook.lookup(picked))
         expected = prefix_lm_loss(stage.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"], kv)
     assert float(gen) == pytest.approx(float(expected), abs=1e-5)
