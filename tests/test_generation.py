@@ -141,10 +141,6 @@ def test_a_distinct_decoding_with_fewer_codes_than_slots_fails_before_training(t
     with pytest.raises(ValueError, match=r"predictor\.decode=covering picks M distinct codes and "
                                          r"needs codebook.N >= data.num_segments \(N=4, M=5\)"):
         check_decode(tiny_compose("codebook.N=4"))
-    with pytest.raises(ValueError, match=r"eval\.compare_decode has top_m_distinct, which picks M "
-                                         r".*\(N=4, M=5\): raise codebook.N or set "
-                                         r"eval\.compare_decode=\[argmax\]$"):
-        check_decode(tiny_compose("codebook.N=4", "predictor.decode=argmax"))
-    check_decode(tiny_compose("codebook.N=4", "predictor.decode=argmax", "eval.compare_decode=[argmax]"))
+    check_decode(tiny_compose("codebook.N=4", "predictor.decode=argmax"))
     check_decode(tiny_compose("codebook.N=4", "ablation=no_pc"))  # no codebook, nothing to pick
     check_decode(tiny_compose("codebook.N=5"))

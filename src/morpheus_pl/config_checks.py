@@ -83,24 +83,14 @@ def check_predicted_prefix(loss: DictConfig) -> None:
 
 
 def check_decode(cfg: DictConfig) -> None:
-    """Fail before any training when `predictor.decode` or a decoding of `eval.compare_decode`
-    cannot pick M codes from N."""
+    """Fail before any training when `predictor.decode` cannot pick M codes from N."""
     n, m, decode = cfg.codebook.N, cfg.data.num_segments, cfg.predictor.decode
     if m == "auto":  # known once the data is read (data/prepare.py); run.py checks again then
         return
-    if not cfg.ablation.persona_codebook or n >= m:
-        return
-    if decode in DISTINCT_MODES:
+    if decode in DISTINCT_MODES and cfg.ablation.persona_codebook and n < m:
         raise ConfigError(f"predictor.decode={decode} picks M distinct codes and needs "
                           f"codebook.N >= data.num_segments (N={n}, M={m}): raise codebook.N or "
                           f"set predictor.decode=argmax")
-    compared = list(cfg.eval.compare_decode)
-    distinct = [mode for mode in compared if mode in DISTINCT_MODES]
-    if distinct:
-        kept = ",".join(mode for mode in compared if mode not in DISTINCT_MODES)
-        raise ConfigError(f"eval.compare_decode has {','.join(distinct)}, which picks M distinct "
-                          f"codes and needs codebook.N >= data.num_segments (N={n}, M={m}): raise "
-                          f"codebook.N or set eval.compare_decode=[{kept}]")
 
 
 def check_strategy(trainer: DictConfig) -> None:
