@@ -210,7 +210,7 @@ def test_early_stopping_is_named_as_the_reason(tmp_path):
 def test_a_pipeline_stage_cut_by_its_cap_records_and_warns(tiny_compose, tiny_data, tmp_path, caplog):
     """A cap of 6 ms stops the no-persona stage after its first step: provenance.json records
     the steps and the reason, the log warns; the cap is part of the stage's fingerprint."""
-    from morpheus_pl.handoff import checkpoint_path, fingerprint
+    from morpheus_pl.handoff import checkpoint_path, fingerprint, training_budgets
     from morpheus_pl.pipeline import train_stage
 
     cfg = tiny_compose(f"paths.root={tmp_path}", f"paths.output={tmp_path / 'out'}",
@@ -227,3 +227,6 @@ def test_a_pipeline_stage_cut_by_its_cap_records_and_warns(tiny_compose, tiny_da
     assert 1 <= record["steps"] < 12
     assert any("no_persona: stopped by its wall-time cap (train.no_persona.max_minutes) at step "
                f"{record['steps']} of 12" in r.getMessage() for r in caplog.records)
+    assert training_budgets([path]) == {"no_persona": {"steps": record["steps"], "max_steps": 12,
+                                                       "stopped_by": "max_minutes"}}
+    assert training_budgets([tmp_path / "given" / "model.ckpt"]) == {}  # no record: nothing

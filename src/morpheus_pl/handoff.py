@@ -77,6 +77,24 @@ def search_objective(cfg: DictConfig) -> float | None:
     return validation[metric]
 
 
+def training_budgets(checkpoints) -> dict[str, dict]:
+    """What each trained stage behind `checkpoints` trained: its steps, `max_steps` and what
+    stopped it (`stopped_by`: max_steps, early_stopping, max_minutes), read from the
+    provenance.json beside each checkpoint and the ones it was built on. Checkpoints without
+    such a record (given explicitly, or trained before it existed) add nothing."""
+    budgets, pending = {}, [Path(c) for c in checkpoints]
+    while pending:
+        record = pending.pop().parent / "provenance.json"
+        if not record.exists():
+            continue
+        provenance = json.loads(record.read_text())
+        if "stopped_by" in provenance:
+            budgets[provenance["stage"]] = {k: provenance[k] for k in ("steps", "max_steps", "stopped_by")}
+        if provenance.get("built_on"):
+            pending.append(Path(provenance["built_on"]))
+    return budgets
+
+
 def run_settings(cfg: DictConfig) -> dict:
     """The resolved config but its paths, logger, stage name, search objective, console output
     and the atlas, export and predict settings: what an evaluation depends on (results.json
