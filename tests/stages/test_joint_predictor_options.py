@@ -151,3 +151,21 @@ def test_train_as_you_infer_conditions_on_the_expected_prefix(tiny_compose, tiny
         kv = prefix_for(stage, batch, "morpheus", "expected")[0]
         expected = prefix_lm_loss(stage.decoder, batch["lm_ids"], batch["lm_mask"], batch["labels"], kv)
     assert float(gen) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_distinct_compare_rows_are_skipped_with_a_warning_when_n_is_below_m(tiny_compose, tiny_data,
+                                                                           tmp_path, caplog):
+    """codebook.N=4 < M=5 with predictor.decode=argmax (what the N >= M error advises): the
+    default compare rows' top_m_distinct is skipped, named in a warning; argmax is evaluated."""
+    import logging
+
+    dm, tok_dir = tiny_data
+    cfg = tiny_compose("stage=pipeline", "codebook.N=4", "predictor.decode=argmax",
+                       "eval.systems=[morpheus]", "eval.skip_existing=false")
+    assert list(cfg.eval.compare_decode) == ["top_m_distinct", "argmax"]
+    with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
+        evaluate_stage(cfg, dm, tok_dir, tmp_path, {})
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert {r["system"] for r in rows} == {"morpheus", "morpheus/argmax"}
+    assert any(r.getMessage() == "eval.compare_decode: top_m_distinct needs N >= M, skipped (N=4, M=5)"
+               for r in caplog.records)
