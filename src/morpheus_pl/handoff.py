@@ -79,7 +79,7 @@ def search_objective(cfg: DictConfig) -> float | None:
 
 def training_budgets(checkpoints) -> dict[str, dict]:
     """What each trained stage behind `checkpoints` trained: its steps, `max_steps` and what
-    stopped it (`stopped_by`: max_steps, early_stopping, max_minutes), read from the
+    stopped it (`stopped_by`: max_steps, early_stopping, max_minutes, other), read from the
     provenance.json beside each checkpoint and the ones it was built on. Checkpoints without
     such a record (given explicitly, or trained before it existed) add nothing."""
     budgets, pending = {}, [Path(c) for c in checkpoints]
