@@ -82,6 +82,11 @@ def wall_time_cap(cfg: DictConfig, stage: str) -> timedelta | None:
     return timedelta(minutes=minutes)
 
 
+def wall_timer(trainer: L.Trainer) -> Timer | None:
+    """The Timer callback Lightning adds for `max_time` (None: no wall-time cap)."""
+    return next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+
+
 def stop_reason(trainer: L.Trainer) -> str:
     """Why a stage's training ended: "max_steps", "early_stopping", "max_minutes" (its wall-time
     cap), or "other" (Lightning's debugging runs, an epoch cap)."""
@@ -90,7 +95,7 @@ def stop_reason(trainer: L.Trainer) -> str:
     if any(isinstance(cb, EarlyStopping) and cb.stopping_reason != EarlyStoppingReason.NOT_STOPPED
            for cb in trainer.callbacks):
         return "early_stopping"
-    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    timer = wall_timer(trainer)
     if timer is not None and (timer.time_remaining() or 0.0) <= 0:
         return "max_minutes"
     return "other"

@@ -15,8 +15,9 @@ import math
 import time
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, Timer
+from lightning.pytorch.callbacks import EarlyStopping
 
+from morpheus_pl.convergence import wall_timer
 from morpheus_pl.errors import ConfigError
 
 log = logging.getLogger("morpheus_pl")
@@ -66,7 +67,7 @@ class ProgressLog(L.Callback):
         if trainer.max_steps > 0:
             early = any(isinstance(cb, EarlyStopping) for cb in trainer.callbacks)
             seconds = (trainer.max_steps - step) / rate
-            timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+            timer = wall_timer(trainer)
             capped = timer.time_remaining() if timer is not None else None
             if capped is not None and capped < seconds:
                 parts.append(f"about {duration(max(capped, 0.0))} left (wall-time cap)")
