@@ -8,7 +8,8 @@ import ast
 from pathlib import Path
 
 import pytest
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, GPT2Config,
+                          GPT2LMHeadModel)
 
 from morpheus_pl.modules import decoder as decoder_module
 from morpheus_pl.modules import persona_encoder as encoder_module
@@ -58,7 +59,8 @@ def test_every_from_pretrained_passes_trust_remote_code_from_a_parameter():
 
 @pytest.fixture
 def recorded(monkeypatch, tiny_tokenizer):
-    """from_pretrained of tokenizer, causal LM and encoder, recording their keyword arguments."""
+    """from_pretrained of tokenizer, decoder config, causal LM and encoder, recording their
+    keyword arguments."""
     calls: dict[str, dict] = {}
     tiny_lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2,
                                          vocab_size=len(tiny_tokenizer)))
@@ -70,6 +72,7 @@ def recorded(monkeypatch, tiny_tokenizer):
         return load
 
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", fake("tokenizer", tiny_tokenizer))
+    monkeypatch.setattr(AutoConfig, "from_pretrained", fake("decoder config", (tiny_lm.config, {})))
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", fake("decoder", tiny_lm))
     monkeypatch.setattr(AutoModel, "from_pretrained", fake("encoder", tiny_lm.transformer))
     return calls
@@ -83,7 +86,7 @@ def test_remote_code_runs_only_when_the_config_asks(recorded, tiny_tokenizer, tr
     encoder_module.PretrainedPersonaEncoder("some/hub-encoder", 16, **kwargs)
     expected = bool(trust)
     assert {name: kw["trust_remote_code"] for name, kw in recorded.items()} == {
-        "tokenizer": expected, "decoder": expected, "encoder": expected}
+        "tokenizer": expected, "decoder config": expected, "decoder": expected, "encoder": expected}
 
 
 def test_stage_takes_trust_remote_code_from_model_and_encoder_config(recorded, tiny_compose,
@@ -100,4 +103,4 @@ def test_stage_takes_trust_remote_code_from_model_and_encoder_config(recorded, t
                        "encoder.name_or_path=some/hub-encoder", "encoder.trust_remote_code=true")
     build_stage(cfg, "role_awareness", tiny_data[1])
     assert {name: kw["trust_remote_code"] for name, kw in recorded.items()} == {
-        "tokenizer": True, "decoder": True, "encoder": True}
+        "tokenizer": True, "decoder config": True, "decoder": True, "encoder": True}
