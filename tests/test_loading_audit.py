@@ -8,8 +8,14 @@ import ast
 from pathlib import Path
 
 import pytest
-from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, GPT2Config,
-                          GPT2LMHeadModel)
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+)
 
 from morpheus_pl.modules import decoder as decoder_module
 from morpheus_pl.modules import persona_encoder as encoder_module
