@@ -15,8 +15,10 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from morpheus_pl.convergence import (
+    ValidationLossTrace,
     best_state_dict,
     convergence_callbacks,
+    still_falling,
     stop_reason,
     wall_time_cap,
 )
@@ -224,9 +226,46 @@ def test_a_pipeline_stage_cut_by_its_cap_records_and_warns(tiny_compose, tiny_da
     assert path == checkpoint_path(cfg, "no_persona")
     record = json.loads((path.parent / "provenance.json").read_text())
     assert record["stopped_by"] == "max_minutes" and record["max_steps"] == 12
+    assert record["still_falling"] is False  # no validation before the cap
     assert 1 <= record["steps"] < 12
     assert any("no_persona: stopped by its wall-time cap (train.no_persona.max_minutes) at step "
                f"{record['steps']} of 12" in r.getMessage() for r in caplog.records)
     assert training_budgets([path]) == {"no_persona": {"steps": record["steps"], "max_steps": 12,
                                                        "stopped_by": "max_minutes"}}
     assert training_budgets([tmp_path / "given" / "model.ckpt"]) == {}  # no record: nothing
+
+
+@pytest.mark.parametrize(("losses", "falling"), [
+    ([0.832, 0.798, 0.758, 0.717, 0.705], True),    # -7.0 % over the last two validations
+    ([0.26, 0.305, 0.313, 0.341], False),           # rising (memorising)
+    ([7.651, 7.492, 7.37, 7.365], False),           # the best, but only -1.7 %
+    ([0.5, 0.4, 0.45, 0.42], False),                # -6.7 % over two, but not the best so far
+    ([0.9, 0.5], False),                            # too few validations to tell
+])
+def test_still_falling_by_hand(losses, falling):
+    assert still_falling(losses) is falling
+
+
+@pytest.mark.parametrize(("max_steps", "falling"), [(14, True), (10, False)])
+def test_the_trace_holds_every_validation_loss(tmp_path, caplog, max_steps, falling):
+    """Seven validations read SCRIPTED_VAL_LOSS: ... 2.0, 0.5, 0.1 ends still falling; the first
+    five (..., 1.0005, 2.0) do not."""
+    trace = ValidationLossTrace("val/loss")
+    trainer = L.Trainer(max_steps=max_steps, val_check_interval=2, check_val_every_n_epoch=None,
+                        num_sanity_val_steps=1, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, callbacks=[trace], enable_model_summary=False,
+                        default_root_dir=str(tmp_path))
+    data = DataLoader(TensorDataset(torch.randn(64, 4)), batch_size=8)
+    trainer.fit(ScriptedValidation(), data, data)
+    assert trace.losses == pytest.approx(SCRIPTED_VAL_LOSS[:max_steps // 2])
+    assert still_falling(trace.losses) is falling
+    from morpheus_pl.pipeline import _training_budget
+
+    with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
+        record = _training_budget(trainer, "toy")
+    assert record == {"steps": max_steps, "max_steps": max_steps, "stopped_by": "max_steps",
+                      "still_falling": falling}
+    warned = [r.getMessage() for r in caplog.records if "still falling" in r.getMessage()]
+    assert warned == (["toy: its validation loss was still falling when its budget ended (2.0000 "
+                       "-> 0.5000 -> 0.1000 at the last three validations): more steps "
+                       "(train.toy.max_steps, max_minutes) may help"] if falling else [])

@@ -20,8 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from morpheus_pl.atlas_files import stage_atlas
 from morpheus_pl.convergence import (
+    ValidationLossTrace,
     best_state_dict,
     convergence_callbacks,
+    still_falling,
     stop_reason,
     wall_time_cap,
 )
@@ -85,7 +87,7 @@ def _resumable_trainer(cfg: DictConfig, stage: str, work_dir: Path, max_steps: i
     callbacks = [ModelCheckpoint(dirpath=str(work_dir / "resume"), save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.train.checkpoint_every_n_steps),
                  RandomStateCheckpoint(), ProgressLog(stage, cfg.train.progress_every_n_steps),
-                 *callbacks]
+                 ValidationLossTrace(cfg.train.early_stopping.monitor), *callbacks]
     trainer = _trainer(cfg, stage, work_dir, max_steps, callbacks)
     resume = work_dir / "resume" / "last.ckpt"
     return trainer, str(resume) if resume.exists() else None
@@ -163,14 +165,23 @@ def _train_stage(cfg: DictConfig, stage: str, dm: PersonaDialogDataModule, token
 
 
 def _training_budget(trainer: L.Trainer, stage: str) -> dict:
-    """The steps a stage trained and why it stopped (provenance.json); a wall-time cap that cut
-    the stage short is a warning: a slower machine trains fewer steps on the same settings."""
+    """The steps a stage trained, why it stopped and whether its validation loss was still
+    falling then (provenance.json); a wall-time cap that cut the stage short is a warning (a
+    slower machine trains fewer steps on the same settings), and so is a budget that ended
+    while the validation loss still fell."""
     reason = stop_reason(trainer)
     if reason == "max_minutes":
         log.warning("%s: stopped by its wall-time cap (train.%s.max_minutes) at step %d of %d; "
                     "a faster machine or a larger cap trains more steps", stage, stage,
                     trainer.global_step, trainer.max_steps)
-    return {"steps": trainer.global_step, "max_steps": trainer.max_steps, "stopped_by": reason}
+    losses = next((cb.losses for cb in trainer.callbacks if isinstance(cb, ValidationLossTrace)), [])
+    falling = reason in ("max_steps", "max_minutes") and still_falling(losses)
+    if falling:
+        log.warning("%s: its validation loss was still falling when its budget ended (%s at the "
+                    "last three validations): more steps (train.%s.max_steps, max_minutes) may "
+                    "help", stage, " -> ".join(f"{v:.4f}" for v in losses[-3:]), stage)
+    return {"steps": trainer.global_step, "max_steps": trainer.max_steps, "stopped_by": reason,
+            "still_falling": falling}
 
 
 def load_trained(cfg: DictConfig, stage: str, tokenizer_dir: str, path: Path) -> PersonaDialogStage:
