@@ -14,6 +14,7 @@ from __future__ import annotations
 NEUTRAL = {
     "model.gguf_file": None,                     # no GGUF file: weights as the folder holds them
     "model.dtype": None,                         # float32 (modules/decoder.py)
+    "model.config_overrides": None,              # the pretrained config as it is
     "model.tokenizer.name_or_path": None,        # trained on the data (train_vocab_size)
     "model.tokenizer.gguf_file": None,
     "model.tokenizer.train_vocab_size": None,    # loaded from name_or_path

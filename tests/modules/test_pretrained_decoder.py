@@ -1,4 +1,4 @@
-"""`model.architecture` for a pretrained decoder overrides its config: fewer layers keep the
+"""`model.config_overrides` change a pretrained decoder's config: fewer layers keep the
 first layers' weights; a key its config does not have is an error that names it."""
 
 import pytest
@@ -22,7 +22,8 @@ def saved_llama(tmp_path, tiny_tokenizer):
 
 def test_fewer_layers_keep_the_first_layers_weights(saved_llama, tiny_tokenizer):
     full, path = saved_llama
-    cut = build_decoder("pretrained", tiny_tokenizer, path, architecture={"num_hidden_layers": 2})
+    cut = build_decoder("pretrained", tiny_tokenizer, path,
+                        config_overrides={"num_hidden_layers": 2})
     assert cut.config.num_hidden_layers == 2 and len(cut.model.layers) == 2
     for i in range(2):
         for name, weight in full.model.layers[i].state_dict().items():
@@ -36,4 +37,4 @@ def test_an_unknown_architecture_key_names_itself(saved_llama, tiny_tokenizer):
     _, path = saved_llama
     with pytest.raises(ConfigError, match=r"\['num_hidden_layer'\] are not fields of its config "
                                           r"\(LlamaConfig\)"):
-        build_decoder("pretrained", tiny_tokenizer, path, architecture={"num_hidden_layer": 2})
+        build_decoder("pretrained", tiny_tokenizer, path, config_overrides={"num_hidden_layer": 2})

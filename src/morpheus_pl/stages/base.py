@@ -47,6 +47,7 @@ class PersonaDialogStage(NormClippingModule):
         self.decoder = build_decoder(
             model["source"], self.tokenizer, model.get("name_or_path"), model.get("architecture"),
             model.get("gguf_file"), model.get("dtype"), trust_decoder_code,
+            model.get("config_overrides"),
         )
         self.hidden_size = self.decoder.config.get_text_config(decoder=True).hidden_size
         self.optim = optim
