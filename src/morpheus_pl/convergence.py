@@ -29,7 +29,8 @@ log = logging.getLogger("morpheus_pl")
 BEST_DIR = "best"
 # a heuristic: a no-persona stage of the regimes map ended its 4,000 steps at 0.758, 0.717, 0.705
 # (-7 % over its last two validations, just off a plateau); the default world's stages end flat
-# or rising, the zoo's joint stages between -0.6 % and -6.6 % (docs/regimes.md)
+# or rising (its joint stage's last validation is not its best), the zoo's joint stages at
+# -1.7 % (long_history) and -6.6 % (few_kinds) (docs/regimes.md)
 STILL_FALLING_DROP = 0.02
 
 

@@ -38,3 +38,10 @@ def test_an_unknown_architecture_key_names_itself(saved_llama, tiny_tokenizer):
     with pytest.raises(ConfigError, match=r"\['num_hidden_layer'\] are not fields of its config "
                                           r"\(LlamaConfig\)"):
         build_decoder("pretrained", tiny_tokenizer, path, config_overrides={"num_hidden_layer": 2})
+
+
+def test_config_overrides_on_a_decoder_built_from_config_are_an_error(tiny_tokenizer):
+    arch = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64}
+    with pytest.raises(ConfigError, match=r"model.config_overrides \{'n_layer': 1\} change a "
+                                          r"pretrained decoder's config"):
+        build_decoder("config", tiny_tokenizer, architecture=arch, config_overrides={"n_layer": 1})

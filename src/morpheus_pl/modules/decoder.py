@@ -131,6 +131,10 @@ def build_decoder(
     config (e.g. `num_hidden_layers: 4` keeps the first four layers and their weights); code
     shipped with a hub repository runs only when `trust_remote_code` is true."""
     if source == "config":
+        if config_overrides:
+            raise ConfigError(f"model.config_overrides {dict(config_overrides)} change a pretrained "
+                              f"decoder's config; a model.source=config decoder is built from "
+                              f"model.architecture alone: set the fields there")
         arch = dict(architecture or {})
         model_type = arch.pop("model_type")
         config = AutoConfig.for_model(
