@@ -15,6 +15,7 @@ predictor.loss=set predictor.decode=distinct_argmax`); overrides after `--` appl
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import statistics
@@ -24,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from persona_zoo import mean_std, run_pipeline  # noqa: E402
 
+from morpheus_pl.convergence import still_falling  # noqa: E402
 from morpheus_pl.data.persona_zoo import ZooWorld, write_world  # noqa: E402
 
 BASE = ZooWorld(kinds=10, values_per_kind=5, archetypes=5, persona_facts=5, val_roles=100,
@@ -35,6 +37,9 @@ RUNS = {"morpheus": ["eval.systems=[morpheus,no_persona,true_persona]"],
         "wo_pc": ["ablation=no_pc", "eval.systems=[morpheus]"]}
 SYSTEMS = {("morpheus", "morpheus"): "MORPHEUS", ("wo_pc", "morpheus"): "w/o PC",
            ("morpheus", "no_persona"): "no persona", ("morpheus", "true_persona"): "true persona"}
+# the trained stages behind each evaluated system (codebook initialisation trains nothing)
+STAGES = {"morpheus": ("role_awareness", "joint"), "no_persona": ("no_persona",),
+          "true_persona": ("role_awareness",)}
 
 
 def point_name(roles: int, dialogues: int, revealed: int) -> str:
@@ -80,12 +85,38 @@ def collect(out: Path) -> list[dict]:
                     "revealed": world["world"]["revealed"], "system": label,
                     "seed": int(run_dir.name.removeprefix("seed")),
                     "fact_accuracy": report[system]["persona_fact_accuracy"],
-                    "history_reference": world["count_model_fact_accuracy"]["history"]})
+                    "history_reference": world["count_model_fact_accuracy"]["history"],
+                    "still_falling": falling_stages(report, run_dir, system)})
     return records
 
 
+def falling_stages(report: dict, run_dir: Path, system: str) -> list[str]:
+    """The stages behind `system` whose validation loss was still falling when their budget
+    ended (an under-trained system): results.json's `training`; for a run made before it
+    recorded `still_falling`, the stage's logged val/loss (logs/<stage>/.../metrics.csv of the
+    run, else of the other run of the point and seed, which shares stage 1)."""
+    training, falling = report.get("training", {}), []
+    for stage in STAGES[system]:
+        if "still_falling" in training.get(stage, {}):
+            recorded = training[stage]["still_falling"]
+        else:
+            logs = (sorted(run_dir.glob(f"logs/{stage}/version_*/metrics.csv"))
+                    or sorted(run_dir.parent.parent.glob(f"*/{run_dir.name}/logs/{stage}/version_*/metrics.csv")))
+            recorded = bool(logs) and still_falling(logged_val_losses(logs[-1]))
+        if recorded:
+            falling.append(stage)
+    return falling
+
+
+def logged_val_losses(metrics_csv: Path) -> list[float]:
+    """The val/loss column of a Lightning CSV log, in logging order."""
+    with metrics_csv.open(newline="") as handle:
+        return [float(row["val/loss"]) for row in csv.DictReader(handle) if row.get("val/loss")]
+
+
 def table(records: list[dict]) -> str:
-    """Markdown: a line per grid point (from plentiful to sparse data), fact accuracy mean ± std over seeds per system, the
+    """Markdown: a line per grid point (from plentiful to sparse data), fact accuracy mean ± std
+    over seeds per system (†: a stage behind it ended still learning on some seed), the
     history-only reference, and MORPHEUS minus no persona paired by seed."""
     labels = list(SYSTEMS.values())
     lines = ["| roles × dialogues | revealed | seeds | " + " | ".join(labels)
@@ -98,23 +129,32 @@ def table(records: list[dict]) -> str:
               for label in labels}
         diffs = [by["MORPHEUS"][s] - by["no persona"][s]
                  for s in sorted(by["MORPHEUS"].keys() & by["no persona"].keys())]
-        cells = [mean_std(list(by[label].values())) for label in labels]
+        falling = {r["system"] for r in mine if r["still_falling"]}
+        cells = [mean_std(list(by[label].values())) + (" †" if label in falling else "")
+                 for label in labels]
         paired = f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})" if diffs else "–"
         lines.append(f"| {mine[0]['roles']} × {mine[0]['dialogues']} | {mine[0]['revealed']} | "
                      f"{','.join(str(s) for s in sorted({r['seed'] for r in mine}))} | "
                      + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
+    under = [f"{r['point']} seed {r['seed']} {r['system']} ({', '.join(r['still_falling'])})"
+             for r in sorted(records, key=lambda r: (r["point"], r["seed"])) if r["still_falling"]]
+    if under:
+        lines += ["", "† a stage behind it ended its budget with its validation loss still falling "
+                  "(under-trained): " + "; ".join(under)]
     return "\n".join(lines) + "\n"
 
 
 
 def plot(records: list[dict], path: Path) -> None:
     """One panel per number of revealed facts; x: the sparsity levels from plentiful to
-    sparse; a line per system (mean over seeds, bars from the lowest to the highest seed) and
-    the history-only reference dashed."""
+    sparse; a line per system (mean over seeds, bars from the lowest to the highest seed; a
+    ring where a stage behind it ended still learning on some seed) and the history-only
+    reference dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     revealed = sorted({r["revealed"] for r in records})
     levels = [lv for lv in SPARSITY if any((r["roles"], r["dialogues"]) == lv for r in records)]
@@ -122,7 +162,7 @@ def plot(records: list[dict], path: Path) -> None:
                              squeeze=False)
     for ax, k in zip(axes[0], revealed):
         for i, label in enumerate([*SYSTEMS.values(), "history reference"]):
-            xs, means, lows, highs = [], [], [], []
+            xs, means, lows, highs, rings = [], [], [], [], []
             for x, level in enumerate(levels):
                 cell = [r for r in records if (r["roles"], r["dialogues"]) == level and r["revealed"] == k
                         and (r["system"] == label or label == "history reference")]
@@ -132,13 +172,21 @@ def plot(records: list[dict], path: Path) -> None:
                     mean = statistics.fmean(values)
                     xs.append(x), means.append(mean)
                     lows.append(mean - min(values)), highs.append(max(values) - mean)
+                    if label != "history reference" and any(r["still_falling"] for r in cell):
+                        rings.append((x, mean))
             style = {"ls": "--", "color": "grey"} if label == "history reference" else {"color": f"C{i}"}
             ax.errorbar(xs, means, yerr=[lows, highs], marker="o", ms=3, capsize=2, label=label, **style)
+            if rings:
+                ax.scatter(*zip(*rings), s=70, facecolors="none", edgecolors=f"C{i}", linewidths=1)
         ax.set_title(f"{k} fact(s) revealed per dialogue", fontsize=9)
         ax.set_xticks(range(len(levels)), [f"{r}×{d}" for r, d in levels], fontsize=8)
         ax.set_xlabel("training roles × dialogues per role", fontsize=8)
     axes[0][0].set_ylabel("persona fact accuracy")
-    axes[0][-1].legend(fontsize=7)
+    handles, _ = axes[0][-1].get_legend_handles_labels()
+    if any(r["still_falling"] for r in records):
+        handles.append(Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec="black",
+                              label="under-trained (still learning)"))
+    axes[0][-1].legend(handles=handles, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -231,8 +231,26 @@ def test_a_pipeline_stage_cut_by_its_cap_records_and_warns(tiny_compose, tiny_da
     assert any("no_persona: stopped by its wall-time cap (train.no_persona.max_minutes) at step "
                f"{record['steps']} of 12" in r.getMessage() for r in caplog.records)
     assert training_budgets([path]) == {"no_persona": {"steps": record["steps"], "max_steps": 12,
-                                                       "stopped_by": "max_minutes"}}
+                                                       "stopped_by": "max_minutes",
+                                                       "still_falling": False}}
     assert training_budgets([tmp_path / "given" / "model.ckpt"]) == {}  # no record: nothing
+
+
+def test_an_evaluation_warns_of_each_stage_behind_it_that_may_be_under_trained(caplog):
+    """A capped stage and a still-falling one are named; one without the record (trained before
+    it existed) and one that ended flat are not."""
+    from morpheus_pl.handoff import warn_short_budgets
+
+    with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
+        warn_short_budgets({
+            "joint": {"steps": 5, "max_steps": 9, "stopped_by": "max_minutes", "still_falling": False},
+            "no_persona": {"steps": 9, "max_steps": 9, "stopped_by": "max_steps", "still_falling": True},
+            "role_awareness": {"steps": 9, "max_steps": 9, "stopped_by": "max_steps"},
+            "scorer": {"steps": 9, "max_steps": 9, "stopped_by": "max_steps", "still_falling": False}})
+    assert [r.getMessage() for r in caplog.records] == [
+        "joint was cut short by its wall-time cap: 5 of 9 steps (results.json's training)",
+        "no_persona: its validation loss was still falling when its budget ended; the systems "
+        "built on it may be under-trained (results.json's training)"]
 
 
 @pytest.mark.parametrize(("losses", "falling"), [

@@ -16,11 +16,58 @@ TINY = ["debug=tiny", "dataset.world=null", "model.tokenizer.train_vocab_size=30
         "train.val_every_n_steps=4", "eval.compare_decode=[]"]
 
 
-@pytest.mark.slow
-def test_regimes_vary_only_their_knobs_and_pair_morpheus_with_no_persona(tmp_path, monkeypatch):
+def _regimes():
     spec = importlib.util.spec_from_file_location("regimes", SCRIPT)
     regimes = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(regimes)
+    return regimes
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _val_log(path: Path, val_losses: list[float]) -> None:
+    """A Lightning CSV log: training rows without val/loss between the validations."""
+    rows = ["epoch,step,train/loss,val/loss"]
+    for i, value in enumerate(val_losses):
+        rows += [f"0,{10 * i + 4},2.0,", f"0,{10 * i + 9},,{value}"]
+    _write(path, "\n".join(rows) + "\n")
+
+
+def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path):
+    """results.json's `training` decides where it records still_falling (MORPHEUS: joint,
+    although the stage-1 log falls); a run without it reads its stages' val/loss logs, stage 1
+    from the other run of the point and seed (w/o PC: its own joint log is flat)."""
+    regimes = _regimes()
+    point = tmp_path / "runs" / "roles8x1_revealed1"
+    _write(tmp_path / "data/roles8x1_revealed1/world.json", json.dumps({
+        "world": {"train_roles": 8, "dialogues_per_role": 1, "revealed": 1},
+        "count_model_fact_accuracy": {"history": 0.5}}))
+    _write(point / "morpheus/seed0/results.json", json.dumps({
+        "morpheus": {"persona_fact_accuracy": 0.4}, "no_persona": {"persona_fact_accuracy": 0.3},
+        "true_persona": {"persona_fact_accuracy": 0.9},
+        "training": {"role_awareness": {"still_falling": False}, "joint": {"still_falling": True},
+                     "no_persona": {"still_falling": False}}}))
+    _val_log(point / "morpheus/seed0/logs/role_awareness/version_0/metrics.csv", [1.0, 0.9, 0.8])
+    _write(point / "wo_pc/seed0/results.json", json.dumps({"morpheus": {"persona_fact_accuracy": 0.35}}))
+    _val_log(point / "wo_pc/seed0/logs/joint/version_0/metrics.csv", [0.5, 0.5, 0.495])
+    assert regimes.logged_val_losses(point / "wo_pc/seed0/logs/joint/version_0/metrics.csv") == [0.5, 0.5, 0.495]
+
+    records = regimes.collect(tmp_path)
+    assert {r["system"]: r["still_falling"] for r in records} == {
+        "MORPHEUS": ["joint"], "no persona": [], "true persona": [], "w/o PC": ["role_awareness"]}
+    lines = regimes.table(records).splitlines()
+    assert lines[2] == "| 8 × 1 | 1 | 0 | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | +0.100 (+0.100) |"
+    assert lines[-1] == ("† a stage behind it ended its budget with its validation loss still falling "
+                         "(under-trained): roles8x1_revealed1 seed 0 MORPHEUS (joint); "
+                         "roles8x1_revealed1 seed 0 w/o PC (role_awareness)")
+
+
+@pytest.mark.slow
+def test_regimes_vary_only_their_knobs_and_pair_morpheus_with_no_persona(tmp_path, monkeypatch):
+    regimes = _regimes()
     monkeypatch.setattr(regimes, "BASE", dataclasses.replace(
         regimes.BASE, kinds=4, values_per_kind=3, persona_facts=3, val_roles=8, test_roles=6))
     monkeypatch.setattr(regimes, "SPARSITY", ((32, 1), (16, 2)))

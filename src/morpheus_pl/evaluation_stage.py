@@ -19,7 +19,13 @@ from morpheus_pl.data.sources import world_dir
 from morpheus_pl.distributed import global_rank
 from morpheus_pl.evaluation import evaluate, evaluation_device
 from morpheus_pl.generation import GenerationConfig
-from morpheus_pl.handoff import checkpoint_path, evaluation_dir, run_settings, training_budgets
+from morpheus_pl.handoff import (
+    checkpoint_path,
+    evaluation_dir,
+    run_settings,
+    training_budgets,
+    warn_short_budgets,
+)
 from morpheus_pl.loggers import build_loggers
 from morpheus_pl.modules.code_predictor import DISTINCT_MODES
 from morpheus_pl.pipeline import load_trained, train_stage
@@ -79,10 +85,7 @@ def evaluate_stage(cfg: DictConfig, dm, tokenizer_dir: str, out_dir: Path, timin
     scorer, scorer_info = load_scorer(cfg, dm)
     scorer = scorer.to(device) if scorer is not None else None
     training = training_budgets(paths.values())
-    for stage, budget in training.items():
-        if budget["stopped_by"] == "max_minutes":
-            log.warning("%s was cut short by its wall-time cap: %d of %d steps (results.json's "
-                        "training)", stage, budget["steps"], budget["max_steps"])
+    warn_short_budgets(training)
     extra = {"dataset": cfg.dataset.name, "ablation": {k: cfg.ablation[k] for k in ("name", "label")},
              "timing": timing, "training": training, "scorer": scorer_info, "checkpoints": started_from,
              "peft": cfg.peft.name, "parameters": parameters, "config": run_settings(cfg)}

@@ -78,8 +78,9 @@ def search_objective(cfg: DictConfig) -> float | None:
 
 
 def training_budgets(checkpoints) -> dict[str, dict]:
-    """What each trained stage behind `checkpoints` trained: its steps, `max_steps` and what
-    stopped it (`stopped_by`: max_steps, early_stopping, max_minutes, other), read from the
+    """What each trained stage behind `checkpoints` trained: its steps, `max_steps`, what
+    stopped it (`stopped_by`: max_steps, early_stopping, max_minutes, other) and whether its
+    validation loss was still falling then (`still_falling`, where recorded), read from the
     provenance.json beside each checkpoint and the ones it was built on. Checkpoints without
     such a record (given explicitly, or trained before it existed) add nothing."""
     budgets, pending = {}, [Path(c) for c in checkpoints]
@@ -89,10 +90,25 @@ def training_budgets(checkpoints) -> dict[str, dict]:
             continue
         provenance = json.loads(record.read_text())
         if "stopped_by" in provenance:
-            budgets[provenance["stage"]] = {k: provenance[k] for k in ("steps", "max_steps", "stopped_by")}
+            budgets[provenance["stage"]] = {k: provenance[k] for k in
+                                            ("steps", "max_steps", "stopped_by", "still_falling")
+                                            if k in provenance}
         if provenance.get("built_on"):
             pending.append(Path(provenance["built_on"]))
     return budgets
+
+
+def warn_short_budgets(budgets: dict[str, dict]) -> None:
+    """Warn, before an evaluation, of each stage behind it that its wall-time cap cut short or
+    that ended its budget while its validation loss still fell: its system may be
+    under-trained."""
+    for stage, budget in budgets.items():
+        if budget["stopped_by"] == "max_minutes":
+            log.warning("%s was cut short by its wall-time cap: %d of %d steps (results.json's "
+                        "training)", stage, budget["steps"], budget["max_steps"])
+        if budget.get("still_falling"):
+            log.warning("%s: its validation loss was still falling when its budget ended; the "
+                        "systems built on it may be under-trained (results.json's training)", stage)
 
 
 def run_settings(cfg: DictConfig) -> dict:
