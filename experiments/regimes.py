@@ -86,8 +86,26 @@ def collect(out: Path) -> list[dict]:
                     "seed": int(run_dir.name.removeprefix("seed")),
                     "fact_accuracy": report[system]["persona_fact_accuracy"],
                     "history_reference": world["count_model_fact_accuracy"]["history"],
-                    "still_falling": falling_stages(report, run_dir, system)})
+                    "still_falling": falling_stages(report, run_dir, system),
+                    "stage1_gain": stage_one_gain(report)})
     return records
+
+
+def stage_one_gain(report: dict) -> float | None:
+    """Stage 1's `val/persona_gain` at its last validation (how much the true persona lowers
+    the reply loss: whether the decoder learned to read the prefix), from the provenance.json
+    chain of the run's checkpoints; None where that chain is not on this machine."""
+    pending = [Path(c) for c in report.get("checkpoints", {}).values()]
+    while pending:
+        record = pending.pop().parent / "provenance.json"
+        if not record.exists():
+            continue
+        provenance = json.loads(record.read_text())
+        if provenance["stage"] == "role_awareness":
+            return provenance["last_validation"].get("val/persona_gain")
+        if provenance.get("built_on"):
+            pending.append(Path(provenance["built_on"]))
+    return None
 
 
 def falling_stages(report: dict, run_dir: Path, system: str) -> list[str]:
@@ -115,13 +133,14 @@ def logged_val_losses(metrics_csv: Path) -> list[float]:
 
 
 def table(records: list[dict]) -> str:
-    """Markdown: a line per grid point (from plentiful to sparse data), fact accuracy mean ± std
-    over seeds per system (†: a stage behind it ended still learning on some seed), the
-    history-only reference, and MORPHEUS minus no persona paired by seed."""
+    """Markdown: a line per grid point (from plentiful to sparse data), stage 1's persona gain
+    and fact accuracy per system, mean ± std over seeds (†: a stage behind it ended still
+    learning on some seed), the history-only reference, and MORPHEUS minus no persona paired
+    by seed."""
     labels = list(SYSTEMS.values())
-    lines = ["| roles × dialogues | revealed | seeds | " + " | ".join(labels)
+    lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | " + " | ".join(labels)
              + " | history reference | MORPHEUS − no persona (paired) |",
-             "|---|---|---|" + "---|" * (len(labels) + 2)]
+             "|---|---|---|---|" + "---|" * (len(labels) + 2)]
     order = sorted(records, key=lambda r: (-r["roles"] * r["dialogues"], -r["roles"], r["revealed"]))
     for point in dict.fromkeys(r["point"] for r in order):
         mine = [r for r in records if r["point"] == point]
@@ -133,9 +152,10 @@ def table(records: list[dict]) -> str:
         cells = [mean_std(list(by[label].values())) + (" †" if label in falling else "")
                  for label in labels]
         paired = f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})" if diffs else "–"
+        gains = {r["seed"]: r["stage1_gain"] for r in mine if r["system"] == "MORPHEUS"}
         lines.append(f"| {mine[0]['roles']} × {mine[0]['dialogues']} | {mine[0]['revealed']} | "
                      f"{','.join(str(s) for s in sorted({r['seed'] for r in mine}))} | "
-                     + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
+                     f"{mean_std(list(gains.values()))} | " + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
     under = [f"{r['point']} seed {r['seed']} {r['system']} ({', '.join(r['still_falling'])})"
              for r in sorted(records, key=lambda r: (r["point"], r["seed"])) if r["still_falling"]]
     if under:

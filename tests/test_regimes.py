@@ -48,8 +48,14 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
     _write(point / "morpheus/seed0/results.json", json.dumps({
         "morpheus": {"persona_fact_accuracy": 0.4}, "no_persona": {"persona_fact_accuracy": 0.3},
         "true_persona": {"persona_fact_accuracy": 0.9},
+        "checkpoints": {"morpheus": str(tmp_path / "home/joint/model.ckpt")},
         "training": {"role_awareness": {"still_falling": False}, "joint": {"still_falling": True},
                      "no_persona": {"still_falling": False}}}))
+    _write(tmp_path / "home/joint/provenance.json", json.dumps({
+        "stage": "joint", "built_on": str(tmp_path / "home/role_awareness/model.ckpt"),
+        "last_validation": {"val/persona_gain": 0.5}}))
+    _write(tmp_path / "home/role_awareness/provenance.json", json.dumps({
+        "stage": "role_awareness", "built_on": None, "last_validation": {"val/persona_gain": 0.25}}))
     _val_log(point / "morpheus/seed0/logs/role_awareness/version_0/metrics.csv", [1.0, 0.9, 0.8])
     _write(point / "wo_pc/seed0/results.json", json.dumps({"morpheus": {"persona_fact_accuracy": 0.35}}))
     _val_log(point / "wo_pc/seed0/logs/joint/version_0/metrics.csv", [0.5, 0.5, 0.495])
@@ -58,8 +64,11 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
     records = regimes.collect(tmp_path)
     assert {r["system"]: r["still_falling"] for r in records} == {
         "MORPHEUS": ["joint"], "no persona": [], "true persona": [], "w/o PC": ["role_awareness"]}
+    assert {r["system"]: r["stage1_gain"] for r in records} == {  # the provenance chain's stage 1
+        "MORPHEUS": 0.25, "no persona": 0.25, "true persona": 0.25, "w/o PC": None}
     lines = regimes.table(records).splitlines()
-    assert lines[2] == "| 8 × 1 | 1 | 0 | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | +0.100 (+0.100) |"
+    assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
+                        "+0.100 (+0.100) |")
     assert lines[-1] == ("† a stage behind it ended its budget with its validation loss still falling "
                          "(under-trained): roles8x1_revealed1 seed 0 MORPHEUS (joint); "
                          "roles8x1_revealed1 seed 0 w/o PC (role_awareness)")
@@ -91,6 +100,6 @@ def test_regimes_vary_only_their_knobs_and_pair_morpheus_with_no_persona(tmp_pat
     assert {r["history_reference"] for r in point} == {first["count_model_fact_accuracy"]["history"]}
     line = regimes.table(records).splitlines()[2]
     diff = by_system["MORPHEUS"] - by_system["no persona"]
-    assert line.startswith("| 32 × 1 | 1 | 0 |") and line.endswith(f"| {diff:+.3f} ({diff:+.3f}) |")
+    assert line.startswith("| 32 × 1 | 1 | 0 | ") and line.endswith(f"| {diff:+.3f} ({diff:+.3f}) |")
     regimes.plot(records, tmp_path / "regimes.png")
     assert (tmp_path / "regimes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
