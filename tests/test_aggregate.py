@@ -153,6 +153,23 @@ def test_seed_only_sweep_gives_one_row_per_system(tmp_path):
     _assert_png(sweep / "aggregate" / "systems.png")
 
 
+def test_members_that_may_be_under_trained_are_listed(tmp_path):
+    """A stage cut by its cap or ended still learning names its member; one that ended its
+    steps flat, or a record made before `still_falling` existed, does not."""
+    sweep = tmp_path / "beta"
+    trainings = [
+        {"joint": {"steps": 400, "max_steps": 1000, "stopped_by": "max_minutes", "still_falling": True},
+         "role_awareness": {"steps": 3000, "max_steps": 3000, "stopped_by": "max_steps", "still_falling": True}},
+        {"joint": {"steps": 1000, "max_steps": 1000, "stopped_by": "max_steps", "still_falling": False}},
+        {"joint": {"steps": 1000, "max_steps": 1000, "stopped_by": "max_steps"}}]
+    for job, training in enumerate(trainings):
+        _member(sweep, job, [f"seed={job}"], {**_results({"morpheus": {"bleu1": 1.0}}), "training": training})
+    assert main([str(sweep)]) == 0
+    notes = (sweep / "aggregate" / "table.md").read_text().split("May be under-trained")[1]
+    assert notes == (" (results.json's `training`): 1\n"
+                     "- `0`: joint (cut short by its wall-time cap), role_awareness (still falling)\n")
+
+
 def test_a_sweep_without_any_results_is_an_error(tmp_path, capsys):
     _member(tmp_path / "failed", 0, ["seed=0"], None)
     assert main([str(tmp_path / "failed")]) == 1

@@ -6,7 +6,8 @@ overrides in `.hydra/overrides.yaml` (else the `config` recorded in results.json
 the settings that differ between members, `seed` aside, name a row together with the system.
 Each row holds mean ± std (sample std, n − 1) over its members, i.e. over training seeds; a
 member's own value is its results.json mean (over its `eval.seeds`). Members without
-results.json are counted in the row's `missing` column and listed by folder, never dropped.
+results.json are counted in the row's `missing` column and listed by folder, never dropped;
+members whose training was cut short or ended still learning are listed by folder too.
 Writes table.md, table.csv and the PNG plots of `sweep_plots` into --out (default:
 <multirun_dir>/aggregate), and prints the table and the paths.
 """
@@ -179,12 +180,26 @@ def markdown_table(rows: list[Row], metrics: list[str], members: list[Member]) -
     notes = ["", f"{len(members)} members; mean ± sample std over the n members (training seeds) "
              "of each row; fact accuracy and code recall/accuracy are fractions, the other "
              "metrics ×100; sBLEU: lower is more diverse."]
+    short = [(m, short_budgets(m)) for m in members]
+    short = [(m, stages) for m, stages in short if stages]
+    if short:
+        notes.append(f"\nMay be under-trained (results.json's `training`): {len(short)}")
+        notes += [f"- `{m.path.name}`: " + ", ".join(stages) for m, stages in short]
     missing = [m for m in members if m.results is None]
     if missing:
         notes.append(f"\nMissing (no results.json, failed or unfinished): {len(missing)}")
         notes += [f"- `{m.path.name}`: " + " ".join(f"{k}={v}" for k, v in m.settings.items())
                   for m in missing]
     return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"
+
+
+def short_budgets(member: Member) -> list[str]:
+    """The stages behind a member's systems that their wall-time cap cut short or that ended
+    their budget with the validation loss still falling, each with the reason."""
+    training = (member.results or {}).get("training", {})
+    return [f"{stage} ({'cut short by its wall-time cap' if budget.get('stopped_by') == 'max_minutes' else 'still falling'})"
+            for stage, budget in sorted(training.items())
+            if budget.get("stopped_by") == "max_minutes" or budget.get("still_falling")]
 
 
 def write_csv(rows: list[Row], metrics: list[str], members: list[Member], path: Path) -> None:
