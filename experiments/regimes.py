@@ -85,6 +85,8 @@ def collect(out: Path) -> list[dict]:
                     "revealed": world["world"]["revealed"], "system": label,
                     "seed": int(run_dir.name.removeprefix("seed")),
                     "fact_accuracy": report[system]["persona_fact_accuracy"],
+                    "code_accuracy": report[system].get("code_accuracy"),
+                    "code_accuracy_majority": report[system].get("code_accuracy_majority"),
                     "history_reference": world["count_model_fact_accuracy"]["history"],
                     "still_falling": falling_stages(report, run_dir, system),
                     "stage1_gain": stage_one_gain(report)})
@@ -133,14 +135,15 @@ def logged_val_losses(metrics_csv: Path) -> list[float]:
 
 
 def table(records: list[dict]) -> str:
-    """Markdown: a line per grid point (from plentiful to sparse data), stage 1's persona gain
-    and fact accuracy per system, mean ± std over seeds (†: a stage behind it ended still
+    """Markdown: a line per grid point (from plentiful to sparse data), stage 1's persona gain,
+    MORPHEUS's code accuracy with its majority-code reference, and fact accuracy per system,
+    mean ± std over seeds (†: a stage behind it ended still
     learning on some seed), the history-only reference, and MORPHEUS minus no persona paired
     by seed."""
     labels = list(SYSTEMS.values())
-    lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | " + " | ".join(labels)
-             + " | history reference | MORPHEUS − no persona (paired) |",
-             "|---|---|---|---|" + "---|" * (len(labels) + 2)]
+    lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | MORPHEUS code acc. (majority) | "
+             + " | ".join(labels) + " | history reference | MORPHEUS − no persona (paired) |",
+             "|---|---|---|---|---|" + "---|" * (len(labels) + 2)]
     order = sorted(records, key=lambda r: (-r["roles"] * r["dialogues"], -r["roles"], r["revealed"]))
     for point in dict.fromkeys(r["point"] for r in order):
         mine = [r for r in records if r["point"] == point]
@@ -152,10 +155,12 @@ def table(records: list[dict]) -> str:
         cells = [mean_std(list(by[label].values())) + (" †" if label in falling else "")
                  for label in labels]
         paired = f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})" if diffs else "–"
-        gains = {r["seed"]: r["stage1_gain"] for r in mine if r["system"] == "MORPHEUS"}
+        morpheus = [r for r in mine if r["system"] == "MORPHEUS"]
+        codes = (f"{mean_std([r['code_accuracy'] for r in morpheus])} "
+                 f"({mean_std([r['code_accuracy_majority'] for r in morpheus])})")
         lines.append(f"| {mine[0]['roles']} × {mine[0]['dialogues']} | {mine[0]['revealed']} | "
                      f"{','.join(str(s) for s in sorted({r['seed'] for r in mine}))} | "
-                     f"{mean_std(list(gains.values()))} | " + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
+                     f"{mean_std([r['stage1_gain'] for r in morpheus])} | {codes} | " + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
     under = [f"{r['point']} seed {r['seed']} {r['system']} ({', '.join(r['still_falling'])})"
              for r in sorted(records, key=lambda r: (r["point"], r["seed"])) if r["still_falling"]]
     if under:

@@ -46,7 +46,8 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
         "world": {"train_roles": 8, "dialogues_per_role": 1, "revealed": 1},
         "count_model_fact_accuracy": {"history": 0.5}}))
     _write(point / "morpheus/seed0/results.json", json.dumps({
-        "morpheus": {"persona_fact_accuracy": 0.4}, "no_persona": {"persona_fact_accuracy": 0.3},
+        "morpheus": {"persona_fact_accuracy": 0.4, "code_accuracy": 0.02, "code_accuracy_majority": 0.04},
+        "no_persona": {"persona_fact_accuracy": 0.3},
         "true_persona": {"persona_fact_accuracy": 0.9},
         "checkpoints": {"morpheus": str(tmp_path / "home/joint/model.ckpt")},
         "training": {"role_awareness": {"still_falling": False}, "joint": {"still_falling": True},
@@ -67,7 +68,7 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
     assert {r["system"]: r["stage1_gain"] for r in records} == {  # the provenance chain's stage 1
         "MORPHEUS": 0.25, "no persona": 0.25, "true persona": 0.25, "w/o PC": None}
     lines = regimes.table(records).splitlines()
-    assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
+    assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.020 (0.040) | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
                         "+0.100 (+0.100) |")
     assert lines[-1] == ("† a stage behind it ended its budget with its validation loss still falling "
                          "(under-trained): roles8x1_revealed1 seed 0 MORPHEUS (joint); "
