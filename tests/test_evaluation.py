@@ -71,6 +71,18 @@ def test_majority_code_reference_and_distinct_gold_codes() -> None:
     assert scores["code_accuracy"] == pytest.approx(5 / 6)
 
 
+def test_the_set_view_has_its_own_majority_reference() -> None:
+    """Gold [1, 5], [5, 1], [1, 6]: per slot the majority picks 1 then 5 (2/3 and 1/3, mean
+    1/2); as sets the two most frequent codes {1, 5} find 2 of 2, 2 of 2 and 1 of 2 (5/6)."""
+    rows = [_row([1, 5], [1, 5], 1.0), _row([5, 1], [5, 1], 1.0), _row([1, 6], [1, 6], 1.0)]
+    scores = code_scores(rows)
+    assert scores["code_accuracy_majority"] == pytest.approx(0.5)
+    assert scores["code_recall_majority"] == pytest.approx(5 / 6)
+    # ties go to the lower code: {1, 2} of gold [1, 5], [1, 6], [2, 7] finds one of each
+    rows = [_row([1, 5], [1, 5], 1.0), _row([1, 6], [1, 6], 1.0), _row([2, 7], [2, 7], 1.0)]
+    assert code_scores(rows)["code_recall_majority"] == pytest.approx(0.5)
+
+
 def test_collapsed_codebook_is_flagged(caplog) -> None:
     rows = [{**_row([4, 4], [4, 4], 1.0), "system": "morpheus"} for _ in range(3)]
     with caplog.at_level(logging.WARNING, logger="morpheus_pl"):

@@ -46,7 +46,7 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
         "world": {"train_roles": 8, "dialogues_per_role": 1, "revealed": 1},
         "count_model_fact_accuracy": {"history": 0.5}}))
     _write(point / "morpheus/seed0/results.json", json.dumps({
-        "morpheus": {"persona_fact_accuracy": 0.4, "code_accuracy": 0.02, "code_accuracy_majority": 0.04},
+        "morpheus": {"persona_fact_accuracy": 0.4, "code_recall": 0.125},
         "no_persona": {"persona_fact_accuracy": 0.3},
         "true_persona": {"persona_fact_accuracy": 0.9},
         "checkpoints": {"morpheus": str(tmp_path / "home/joint/model.ckpt")},
@@ -58,6 +58,11 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
     _write(tmp_path / "home/role_awareness/provenance.json", json.dumps({
         "stage": "role_awareness", "built_on": None, "last_validation": {"val/persona_gain": 0.25}}))
     _val_log(point / "morpheus/seed0/logs/role_awareness/version_0/metrics.csv", [1.0, 0.9, 0.8])
+    _write(point / "morpheus/seed0/predictions.jsonl", "".join(json.dumps(row) + "\n" for row in [
+        {"system": "morpheus", "predicted_codes": [3, 4], "gold_codes": [1, 5], "code_recall": 0.0},
+        {"system": "morpheus", "predicted_codes": [1, 4], "gold_codes": [5, 1], "code_recall": 0.5},
+        {"system": "morpheus", "predicted_codes": [3, 4], "gold_codes": [1, 6], "code_recall": 0.0},
+        {"system": "no_persona", "predicted_codes": None, "gold_codes": [2, 2], "code_recall": None}]))
     _write(point / "wo_pc/seed0/results.json", json.dumps({"morpheus": {"persona_fact_accuracy": 0.35}}))
     _val_log(point / "wo_pc/seed0/logs/joint/version_0/metrics.csv", [0.5, 0.5, 0.495])
     assert regimes.logged_val_losses(point / "wo_pc/seed0/logs/joint/version_0/metrics.csv") == [0.5, 0.5, 0.495]
@@ -68,7 +73,8 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
     assert {r["system"]: r["stage1_gain"] for r in records} == {  # the provenance chain's stage 1
         "MORPHEUS": 0.25, "no persona": 0.25, "true persona": 0.25, "w/o PC": None}
     lines = regimes.table(records).splitlines()
-    assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.020 (0.040) | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
+    # the recall reference from the MORPHEUS rows of predictions.jsonl: {1, 5} finds 2, 2, 1 of 2
+    assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.125 (0.833) | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
                         "+0.100 (+0.100) |")
     assert lines[-1] == ("† a stage behind it ended its budget with its validation loss still falling "
                          "(under-trained): roles8x1_revealed1 seed 0 MORPHEUS (joint); "

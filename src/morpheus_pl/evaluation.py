@@ -66,9 +66,12 @@ def code_scores(rows: list[dict]) -> dict[str, float]:
 
     code_recall: the set view (slots carry no order; `set_recall`); code_accuracy: picked ==
     gold per slot, over all slots, and code_accuracy_slot<m> for each slot m. The chance
-    reference: code_accuracy_majority, the code accuracy of always picking each slot's most
-    frequent gold code, and gold_codes_distinct, how many codes the test personas use (1: the
-    codebook collapsed, and code recall/accuracy say nothing; a warning says so).
+    references: code_recall_majority, the code recall of always picking the M codes most
+    frequent among the gold ones (ties to the lower index: what a predictor that ignores the
+    history can reach in the set view), code_accuracy_majority, the code accuracy of always
+    picking each slot's most frequent gold code, and gold_codes_distinct, how many codes the
+    test personas use (1: the codebook collapsed, and code recall/accuracy say nothing; a
+    warning says so).
     """
     if not rows or rows[0]["predicted_codes"] is None:
         return {}
@@ -76,7 +79,11 @@ def code_scores(rows: list[dict]) -> dict[str, float]:
     gold = torch.tensor([r["gold_codes"] for r in rows])
     hits = (picked == gold).float()
     majority = [torch.bincount(slot).max().item() / len(slot) for slot in gold.T]
+    counts = torch.bincount(gold.flatten()).tolist()
+    frequent = sorted((k for k, c in enumerate(counts) if c), key=lambda k: (-counts[k], k))
+    always = torch.tensor(frequent[: gold.shape[1]]).expand(len(rows), -1)
     out = {"code_recall": statistics.fmean(r["code_recall"] for r in rows),
+           "code_recall_majority": set_recall(always, gold).mean().item(),
            "code_accuracy": hits.mean().item(),
            "code_accuracy_majority": statistics.fmean(majority),
            "gold_codes_distinct": float(gold.unique().numel())}

@@ -11,6 +11,7 @@ TABLE_GROUPS = {  # the paper's Table 2 column groups, then what only this frame
                   "self_bleu2": "sBLEU-2"},
     "Consistency": {"p_co": "P-Co", "con_score": "Con.Score", "coh_con_score": "Coh-Con.Score"},
     "Persona inference": {"persona_fact_accuracy": "fact acc.", "code_recall": "code recall",
+                          "code_recall_majority": "code recall of the M most frequent codes",
                           "code_accuracy": "code acc.",
                           "code_accuracy_majority": "code acc. of the majority code"},
 }
