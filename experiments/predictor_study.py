@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from persona_zoo import REAL, WORLDS, dataset_overrides, mean_std, run_pipeline  # noqa: E402
+from persona_zoo import REAL, WORLDS, dataset_overrides, mean_std, recall_reference, run_pipeline  # noqa: E402
 
 # the synthetic world (data/synthetic_world.py) in its two regimes (experiments/world_regimes.sh)
 SYNTHETIC = {"default": [], "sparse": ["dataset.world.train_roles=300",
@@ -55,8 +55,8 @@ ROWS = {
     "wo_pc": ["ablation=no_pc"],
 }
 OPTION_ROW = ["eval.systems=[morpheus]", "eval.compare_decode=[]"]  # every row but the default
-COLUMNS = ("persona_fact_accuracy", "code_recall", "code_accuracy", "code_accuracy_majority",
-           "bleu1", "rouge_l", "p_co", "distinct2", "generate_s_per_example")
+COLUMNS = ("persona_fact_accuracy", "code_recall", "code_recall_majority", "code_accuracy",
+           "code_accuracy_majority", "bleu1", "rouge_l", "p_co", "distinct2", "generate_s_per_example")
 BASELINE = ("default", "morpheus")  # what the paired differences are taken against
 
 
@@ -87,7 +87,8 @@ def collect(out: Path) -> list[dict]:
         for system in systems if row == "default" else ["morpheus"]:
             records.append({"world": world, "row": row, "system": system,
                             "seed": int(run_dir.name.removeprefix("seed")),
-                            **{c: report[system].get(c) for c in COLUMNS}})
+                            **{c: report[system].get(c) for c in COLUMNS},
+                            "code_recall_majority": recall_reference(report, run_dir, system)})
     return records
 
 

@@ -23,11 +23,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from persona_zoo import mean_std, run_pipeline  # noqa: E402
+from persona_zoo import mean_std, recall_reference, run_pipeline  # noqa: E402
 
 from morpheus_pl.convergence import still_falling  # noqa: E402
 from morpheus_pl.data.persona_zoo import ZooWorld, write_world  # noqa: E402
-from morpheus_pl.evaluation import code_scores  # noqa: E402
 
 BASE = ZooWorld(kinds=10, values_per_kind=5, archetypes=5, persona_facts=5, val_roles=100,
                 test_roles=300)
@@ -92,16 +91,6 @@ def collect(out: Path) -> list[dict]:
                     "still_falling": falling_stages(report, run_dir, system),
                     "stage1_gain": stage_one_gain(report)})
     return records
-
-
-def recall_reference(report: dict, run_dir: Path, system: str) -> float | None:
-    """The code recall of always picking the M most frequent gold codes (`code_scores`);
-    recomputed from predictions.jsonl for a run made before results.json recorded it."""
-    if "code_recall" not in report[system] or "code_recall_majority" in report[system]:
-        return report[system].get("code_recall_majority")
-    with (run_dir / "predictions.jsonl").open() as handle:
-        rows = [row for row in map(json.loads, handle) if row["system"] == system]
-    return code_scores(rows)["code_recall_majority"]
 
 
 def stage_one_gain(report: dict) -> float | None:

@@ -43,6 +43,9 @@ def test_study_runs_rows_that_share_their_stages_and_pairs_them_by_seed(tmp_path
     set_acc = set_run["morpheus"]["persona_fact_accuracy"]
     assert study.paired_differences(records, "tiny", "set", "morpheus") == [pytest.approx(set_acc - default_acc)]
     assert all(r["generate_s_per_example"] > 0 for r in records)
+    by_row = {(r["row"], r["system"]): r for r in records}
+    assert by_row["set", "morpheus"]["code_recall_majority"] == set_run["morpheus"]["code_recall_majority"]
+    assert by_row["default", "no_persona"]["code_recall_majority"] is None  # no codes
     table = study.table(records)
     set_line = next(line for line in table.splitlines() if line.startswith("| set | morpheus | 0 |"))
     assert set_line.endswith(f"| {set_acc - default_acc:+.3f} ({set_acc - default_acc:+.3f}) |")
