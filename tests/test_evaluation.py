@@ -10,7 +10,7 @@ from morpheus_pl.evaluation import _aggregate, code_scores, consistency_scores, 
 
 
 def _row(picked, gold, recall):
-    return {"predicted_codes": picked, "gold_codes": gold, "code_recall": recall}
+    return {"system": "morpheus", "predicted_codes": picked, "gold_codes": gold, "code_recall": recall}
 
 
 def test_code_accuracy_per_slot_and_overall() -> None:
@@ -83,8 +83,21 @@ def test_the_set_view_has_its_own_majority_reference() -> None:
     assert code_scores(rows)["code_recall_majority"] == pytest.approx(0.5)
 
 
+def test_a_predictor_no_better_than_the_most_frequent_codes_is_named(caplog) -> None:
+    """Recall 1/2 against the reference's 5/6 warns; the same gold read right does not."""
+    gold = [[1, 5], [5, 1], [1, 6]]
+    blind = [_row([1, 9], g, 0.5) for g in gold]
+    with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
+        code_scores(blind)
+        code_scores([{**_row(g, g, 1.0), "system": "morpheus/covering"} for g in gold])
+    assert [r.getMessage() for r in caplog.records] == [
+        "morpheus: code recall 0.500 is no better than always picking the 2 most frequent codes "
+        "(0.833): the code predictor does not read the history, so the prefix carries no persona "
+        "of this dialogue (docs/predictor_study.md)"]
+
+
 def test_collapsed_codebook_is_flagged(caplog) -> None:
-    rows = [{**_row([4, 4], [4, 4], 1.0), "system": "morpheus"} for _ in range(3)]
+    rows = [_row([4, 4], [4, 4], 1.0) for _ in range(3)]
     with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
         scores = code_scores(rows)
     assert scores["code_accuracy"] == scores["code_accuracy_majority"] == 1.0

@@ -93,6 +93,11 @@ def code_scores(rows: list[dict]) -> dict[str, float]:
                     "so code recall and accuracy are trivially 1 (see the joint stage's "
                     "train/codes_in_use; codebook.reseed_below)", rows[0]["system"],
                     int(gold[0, 0]))
+    elif out["code_recall"] <= out["code_recall_majority"]:
+        log.warning("%s: code recall %.3f is no better than always picking the %d most frequent "
+                    "codes (%.3f): the code predictor does not read the history, so the prefix "
+                    "carries no persona of this dialogue (docs/predictor_study.md)",
+                    rows[0]["system"], out["code_recall"], gold.shape[1], out["code_recall_majority"])
     return out
 
 
