@@ -92,24 +92,33 @@ def collect(out: Path) -> list[dict]:
     return records
 
 
+def paired_metric(records: list[dict], world: str) -> str:
+    """What the rows of `world` are paired on: fact accuracy, or P-Co on a world without
+    recorded facts (chitchat)."""
+    mine = [r for r in records if r["world"] == world]
+    return "persona_fact_accuracy" if any(r["persona_fact_accuracy"] is not None for r in mine) else "p_co"
+
+
 def paired_differences(records: list[dict], world: str, row: str, system: str) -> list[float]:
-    """Per seed that both have: fact accuracy of (row, system) minus the baseline's."""
+    """Per seed that both have: `paired_metric` of (row, system) minus the baseline's."""
+    metric = paired_metric(records, world)
+
     def by_seed(r: str, s: str) -> dict[int, float]:
-        return {x["seed"]: x["persona_fact_accuracy"] for x in records
-                if (x["world"], x["row"], x["system"]) == (world, r, s)
-                and x["persona_fact_accuracy"] is not None}
+        return {x["seed"]: x[metric] for x in records
+                if (x["world"], x["row"], x["system"]) == (world, r, s) and x[metric] is not None}
     mine, base = by_seed(row, system), by_seed(*BASELINE)
     return [mine[s] - base[s] for s in sorted(mine.keys() & base.keys())]
 
 
-
 def table(records: list[dict]) -> str:
     """Markdown, one table per world: a line per (row, system), means ± std over seeds, and
-    the fact-accuracy difference to today's default paired by seed (mean and each seed's)."""
+    the difference to today's default paired by seed (mean and each seed's) in fact accuracy,
+    or in P-Co where the world records no facts."""
     lines = []
     for world in dict.fromkeys(r["world"] for r in records):
+        paired_on = "fact acc" if paired_metric(records, world) == "persona_fact_accuracy" else "P-Co"
         lines += [f"### {world}", "",
-                  "| row | system | seeds | " + " | ".join(COLUMNS) + " | Δ fact acc (paired) |",
+                  "| row | system | seeds | " + " | ".join(COLUMNS) + f" | Δ {paired_on} (paired) |",
                   "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
         mine = [r for r in records if r["world"] == world]
         for row, system in dict.fromkeys((r["row"], r["system"]) for r in mine):

@@ -19,11 +19,33 @@ TINY = ["debug=tiny", "dataset.world=null", "model.tokenizer.train_vocab_size=30
         "train.val_every_n_steps=4", "predictor.rescore_samples=2"]
 
 
-@pytest.mark.slow
-def test_study_runs_rows_that_share_their_stages_and_pairs_them_by_seed(tmp_path, capsys, monkeypatch):
+def _study():
     spec = importlib.util.spec_from_file_location("predictor_study", SCRIPT)
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
+    return study
+
+
+def test_a_world_without_facts_is_paired_on_p_co():
+    """chitchat records no facts: its rows pair on P-Co per seed; a fact world keeps fact accuracy."""
+    study = _study()
+
+    def record(world, row, seed, fact, p_co):
+        return {"world": world, "row": row, "system": "morpheus", "seed": seed,
+                **dict.fromkeys(study.COLUMNS), "persona_fact_accuracy": fact, "p_co": p_co}
+    records = [record("chitchat", "default", 0, None, 13.0), record("chitchat", "default", 1, None, 14.0),
+               record("chitchat", "bag", 0, None, 13.5), record("chitchat", "bag", 1, None, 13.0),
+               record("sparse", "default", 0, 0.7, 14.0), record("sparse", "bag", 0, 0.6, 15.0)]
+    assert study.paired_differences(records, "chitchat", "bag", "morpheus") == [0.5, -1.0]
+    assert study.paired_differences(records, "sparse", "bag", "morpheus") == [pytest.approx(-0.1)]
+    lines = study.table(records).splitlines()
+    assert lines[2].endswith("| Δ P-Co (paired) |") and lines[5].endswith("| -0.250 (+0.500, -1.000) |")
+    assert lines[9].endswith("| Δ fact acc (paired) |")
+
+
+@pytest.mark.slow
+def test_study_runs_rows_that_share_their_stages_and_pairs_them_by_seed(tmp_path, capsys, monkeypatch):
+    study = _study()
     monkeypatch.setitem(study.WORLDS, "tiny", ZooWorld(kinds=4, values_per_kind=3, persona_facts=3,
                                                        train_roles=32, val_roles=8, test_roles=6))
     home = tmp_path / "home"
