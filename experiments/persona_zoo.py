@@ -32,9 +32,11 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from morpheus_pl.data.persona_zoo import WORLDS, write_world
 from morpheus_pl.data.world_ceilings import kind_marginal_accuracy
-from morpheus_pl.evaluation import code_scores
+from morpheus_pl.evaluation import most_frequent_codes_recall
 
 # `morpheus` is the configured code decoding; the others as `eval.compare_decode` gave them
 # (top_m_distinct was the default from commit f927d7a to covering, and a comparison row before
@@ -94,13 +96,14 @@ def run_pipeline(overrides: list[str], where: Path, home: Path, log_path: Path, 
 
 
 def recall_reference(report: dict, run_dir: Path, system: str) -> float | None:
-    """The code recall of always picking the M most frequent gold codes (`code_scores`);
-    recomputed from predictions.jsonl for a run made before results.json recorded it."""
+    """The code recall of always picking the M most frequent gold codes
+    (`most_frequent_codes_recall`); recomputed from predictions.jsonl for a run made before
+    results.json recorded it."""
     if "code_recall" not in report[system] or "code_recall_majority" in report[system]:
         return report[system].get("code_recall_majority")
     with (run_dir / "predictions.jsonl").open() as handle:
-        rows = [row for row in map(json.loads, handle) if row["system"] == system]
-    return code_scores(rows)["code_recall_majority"]
+        gold = [row["gold_codes"] for row in map(json.loads, handle) if row["system"] == system]
+    return most_frequent_codes_recall(torch.tensor(gold))
 
 
 def gain_curve(run_dir: Path) -> list[tuple[int, float]]:

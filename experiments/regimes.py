@@ -27,6 +27,7 @@ from persona_zoo import mean_std, recall_reference, run_pipeline  # noqa: E402
 
 from morpheus_pl.convergence import still_falling  # noqa: E402
 from morpheus_pl.data.persona_zoo import ZooWorld, write_world  # noqa: E402
+from morpheus_pl.handoff import provenance_chain  # noqa: E402
 
 BASE = ZooWorld(kinds=10, values_per_kind=5, archetypes=5, persona_facts=5, val_roles=100,
                 test_roles=300)
@@ -97,16 +98,9 @@ def stage_one_gain(report: dict) -> float | None:
     """Stage 1's `val/persona_gain` at its last validation (how much the true persona lowers
     the reply loss: whether the decoder learned to read the prefix), from the provenance.json
     chain of the run's checkpoints; None where that chain is not on this machine."""
-    pending = [Path(c) for c in report.get("checkpoints", {}).values()]
-    while pending:
-        record = pending.pop().parent / "provenance.json"
-        if not record.exists():
-            continue
-        provenance = json.loads(record.read_text())
+    for provenance in provenance_chain(report.get("checkpoints", {}).values()):
         if provenance["stage"] == "role_awareness":
             return provenance["last_validation"].get("val/persona_gain")
-        if provenance.get("built_on"):
-            pending.append(Path(provenance["built_on"]))
     return None
 
 
@@ -136,11 +130,9 @@ def logged_val_losses(metrics_csv: Path) -> list[float]:
 
 def table(records: list[dict]) -> str:
     """Markdown: a line per grid point (from plentiful to sparse data), stage 1's persona gain,
-    MORPHEUS's code recall with its reference (always the M most frequent codes), and fact
-    accuracy per system,
-    mean ± std over seeds (†: a stage behind it ended still
-    learning on some seed), the history-only reference, and MORPHEUS minus no persona paired
-    by seed."""
+    MORPHEUS's code recall with its reference (always the M most frequent codes), fact
+    accuracy per system (†: a stage behind it ended still learning on some seed), all mean ±
+    std over seeds, the history-only reference, and MORPHEUS minus no persona paired by seed."""
     labels = list(SYSTEMS.values())
     lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | MORPHEUS code recall (M most frequent) | "
              + " | ".join(labels) + " | history reference | MORPHEUS − no persona (paired) |",
@@ -161,7 +153,8 @@ def table(records: list[dict]) -> str:
                  f"({mean_std([r['code_recall_majority'] for r in morpheus])})")
         lines.append(f"| {mine[0]['roles']} × {mine[0]['dialogues']} | {mine[0]['revealed']} | "
                      f"{','.join(str(s) for s in sorted({r['seed'] for r in mine}))} | "
-                     f"{mean_std([r['stage1_gain'] for r in morpheus])} | {codes} | " + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
+                     f"{mean_std([r['stage1_gain'] for r in morpheus])} | {codes} | "
+                     + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
     under = [f"{r['point']} seed {r['seed']} {r['system']} ({', '.join(r['still_falling'])})"
              for r in sorted(records, key=lambda r: (r["point"], r["seed"])) if r["still_falling"]]
     if under:

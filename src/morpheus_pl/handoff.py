@@ -11,7 +11,7 @@ import json
 import logging
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -83,19 +83,28 @@ def training_budgets(checkpoints) -> dict[str, dict]:
     validation loss was still falling then (`still_falling`, where recorded), read from the
     provenance.json beside each checkpoint and the ones it was built on. Checkpoints without
     such a record (given explicitly, or trained before it existed) add nothing."""
-    budgets, pending = {}, [Path(c) for c in checkpoints]
+    budgets = {}
+    for provenance in provenance_chain(checkpoints):
+        if "stopped_by" in provenance:
+            budgets[provenance["stage"]] = {k: provenance[k] for k in
+                                            ("steps", "max_steps", "stopped_by", "still_falling")
+                                            if k in provenance}
+    return budgets
+
+
+def provenance_chain(checkpoints) -> Iterator[dict]:
+    """The provenance.json records beside `checkpoints` and beside the checkpoints each was
+    built on, back to stage 1; checkpoints without one (given explicitly, or trained before
+    it existed) are skipped."""
+    pending = [Path(c) for c in checkpoints]
     while pending:
         record = pending.pop().parent / "provenance.json"
         if not record.exists():
             continue
         provenance = json.loads(record.read_text())
-        if "stopped_by" in provenance:
-            budgets[provenance["stage"]] = {k: provenance[k] for k in
-                                            ("steps", "max_steps", "stopped_by", "still_falling")
-                                            if k in provenance}
+        yield provenance
         if provenance.get("built_on"):
             pending.append(Path(provenance["built_on"]))
-    return budgets
 
 
 def warn_short_budgets(budgets: dict[str, dict]) -> None:
