@@ -132,29 +132,29 @@ def table(records: list[dict]) -> str:
     """Markdown: a line per grid point (from plentiful to sparse data), stage 1's persona gain,
     MORPHEUS's code recall with its reference (always the M most frequent codes), fact
     accuracy per system (†: a stage behind it ended still learning on some seed), all mean ±
-    std over seeds, the history-only reference, and MORPHEUS minus no persona paired by seed."""
+    std over seeds, the history-only reference, and MORPHEUS minus no persona and minus w/o PC
+    (the codebook's own share) paired by seed."""
     labels = list(SYSTEMS.values())
     lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | MORPHEUS code recall (M most frequent) | "
-             + " | ".join(labels) + " | history reference | MORPHEUS − no persona (paired) |",
-             "|---|---|---|---|---|" + "---|" * (len(labels) + 2)]
+             + " | ".join(labels) + " | history reference | MORPHEUS − no persona (paired) "
+             "| MORPHEUS − w/o PC (paired) |",
+             "|---|---|---|---|---|" + "---|" * (len(labels) + 3)]
     order = sorted(records, key=lambda r: (-r["roles"] * r["dialogues"], -r["roles"], r["revealed"]))
     for point in dict.fromkeys(r["point"] for r in order):
         mine = [r for r in records if r["point"] == point]
         by = {label: {r["seed"]: r["fact_accuracy"] for r in mine if r["system"] == label}
               for label in labels}
-        diffs = [by["MORPHEUS"][s] - by["no persona"][s]
-                 for s in sorted(by["MORPHEUS"].keys() & by["no persona"].keys())]
         falling = {r["system"] for r in mine if r["still_falling"]}
         cells = [mean_std(list(by[label].values())) + (" †" if label in falling else "")
                  for label in labels]
-        paired = f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})" if diffs else "–"
+        paired = [paired_difference(by["MORPHEUS"], by[other]) for other in ("no persona", "w/o PC")]
         morpheus = [r for r in mine if r["system"] == "MORPHEUS"]
         codes = (f"{mean_std([r['code_recall'] for r in morpheus])} "
                  f"({mean_std([r['code_recall_majority'] for r in morpheus])})")
         lines.append(f"| {mine[0]['roles']} × {mine[0]['dialogues']} | {mine[0]['revealed']} | "
                      f"{','.join(str(s) for s in sorted({r['seed'] for r in mine}))} | "
                      f"{mean_std([r['stage1_gain'] for r in morpheus])} | {codes} | "
-                     + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | {paired} |")
+                     + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | " + " | ".join(paired) + " |")
     under = [f"{r['point']} seed {r['seed']} {r['system']} ({', '.join(r['still_falling'])})"
              for r in sorted(records, key=lambda r: (r["point"], r["seed"])) if r["still_falling"]]
     if under:
@@ -162,6 +162,14 @@ def table(records: list[dict]) -> str:
                   "(under-trained): " + "; ".join(under)]
     return "\n".join(lines) + "\n"
 
+
+
+def paired_difference(mine: dict[int, float], other: dict[int, float]) -> str:
+    """Mean of mine − other over the seeds both have, then each seed's ("–" for none)."""
+    diffs = [mine[s] - other[s] for s in sorted(mine.keys() & other.keys())]
+    if not diffs:
+        return "–"
+    return f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})"
 
 
 def plot(records: list[dict], path: Path) -> None:

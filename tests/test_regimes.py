@@ -75,7 +75,7 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
     lines = regimes.table(records).splitlines()
     # the recall reference from the MORPHEUS rows of predictions.jsonl: {1, 5} finds 2, 2, 1 of 2
     assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.125 (0.833) | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
-                        "+0.100 (+0.100) |")
+                        "+0.100 (+0.100) | +0.050 (+0.050) |")
     assert lines[-1] == ("† a stage behind it ended its budget with its validation loss still falling "
                          "(under-trained): roles8x1_revealed1 seed 0 MORPHEUS (joint); "
                          "roles8x1_revealed1 seed 0 w/o PC (role_awareness)")
@@ -107,6 +107,8 @@ def test_regimes_vary_only_their_knobs_and_pair_morpheus_with_no_persona(tmp_pat
     assert {r["history_reference"] for r in point} == {first["count_model_fact_accuracy"]["history"]}
     line = regimes.table(records).splitlines()[2]
     diff = by_system["MORPHEUS"] - by_system["no persona"]
-    assert line.startswith("| 32 × 1 | 1 | 0 | ") and line.endswith(f"| {diff:+.3f} ({diff:+.3f}) |")
+    codebook = by_system["MORPHEUS"] - by_system["w/o PC"]
+    assert line.startswith("| 32 × 1 | 1 | 0 | ")
+    assert line.endswith(f"| {diff:+.3f} ({diff:+.3f}) | {codebook:+.3f} ({codebook:+.3f}) |")
     regimes.plot(records, tmp_path / "regimes.png")
     assert (tmp_path / "regimes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
