@@ -185,7 +185,7 @@ def plot(records: list[dict], path: Path) -> None:
 
     revealed = sorted({r["revealed"] for r in records})
     levels = [lv for lv in SPARSITY if any((r["roles"], r["dialogues"]) == lv for r in records)]
-    fig, axes = plt.subplots(1, len(revealed), figsize=(3.2 * len(revealed), 3.4), sharey=True,
+    fig, axes = plt.subplots(1, len(revealed), figsize=(3.2 * len(revealed), 3.8), sharey=True,
                              squeeze=False)
     for ax, k in zip(axes[0], revealed):
         for i, label in enumerate([*SYSTEMS.values(), "history reference"]):
@@ -213,8 +213,8 @@ def plot(records: list[dict], path: Path) -> None:
     if any(r["still_falling"] for r in records):
         handles.append(Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec="black",
                               label="under-trained (still learning)"))
-    axes[0][-1].legend(handles=handles, fontsize=7)
-    fig.tight_layout()
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=len(handles), frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
 
 
