@@ -196,10 +196,13 @@ def markdown_table(rows: list[Row], metrics: list[str], members: list[Member]) -
 def short_budgets(member: Member) -> list[str]:
     """The stages behind a member's systems that their wall-time cap cut short or that ended
     their budget with the validation loss still falling, each with the reason."""
-    training = (member.results or {}).get("training", {})
-    return [f"{stage} ({'cut short by its wall-time cap' if budget.get('stopped_by') == 'max_minutes' else 'still falling'})"
-            for stage, budget in sorted(training.items())
-            if budget.get("stopped_by") == "max_minutes" or budget.get("still_falling")]
+    short = []
+    for stage, budget in sorted((member.results or {}).get("training", {}).items()):
+        if budget.get("stopped_by") == "max_minutes":
+            short.append(f"{stage} (cut short by its wall-time cap)")
+        elif budget.get("still_falling"):
+            short.append(f"{stage} (still falling)")
+    return short
 
 
 def write_csv(rows: list[Row], metrics: list[str], members: list[Member], path: Path) -> None:
