@@ -167,6 +167,13 @@ def collect_all(outs: list[Path]) -> list[dict]:
     return list(rows.values())
 
 
+def paired_cell(diffs: list[float]) -> str:
+    """Paired differences as "mean (each seed's)", "–" for none."""
+    if not diffs:
+        return "–"
+    return f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})"
+
+
 def mean_std(values: list) -> str:
     """The values that are not None as "mean ± sample std" ("–" for none, the value for one)."""
     values = [v for v in values if v is not None]

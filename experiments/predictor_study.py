@@ -22,12 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from persona_zoo import REAL, WORLDS, dataset_overrides, mean_std, recall_reference, run_pipeline  # noqa: E402
+from persona_zoo import (  # noqa: E402
+    REAL,
+    WORLDS,
+    dataset_overrides,
+    mean_std,
+    paired_cell,
+    recall_reference,
+    run_pipeline,
+)
 
 # the synthetic world (data/synthetic_world.py) in its two regimes (experiments/world_regimes.sh)
 SYNTHETIC = {"default": [], "sparse": ["dataset.world.train_roles=300",
@@ -124,8 +131,7 @@ def table(records: list[dict]) -> str:
         for row, system in dict.fromkeys((r["row"], r["system"]) for r in mine):
             cell = [r for r in mine if (r["row"], r["system"]) == (row, system)]
             diffs = paired_differences(records, world, row, system)
-            paired = (f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})"
-                      if diffs and (row, system) != BASELINE else "–")
+            paired = paired_cell(diffs) if (row, system) != BASELINE else "–"
             lines.append(f"| {row} | {system} | {','.join(str(r['seed']) for r in cell)} | "
                          + " | ".join(mean_std([r[c] for r in cell]) for c in COLUMNS)
                          + f" | {paired} |")

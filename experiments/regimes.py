@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from persona_zoo import mean_std, recall_reference, run_pipeline  # noqa: E402
+from persona_zoo import mean_std, paired_cell, recall_reference, run_pipeline  # noqa: E402
 
 from morpheus_pl.convergence import still_falling  # noqa: E402
 from morpheus_pl.data.persona_zoo import ZooWorld, write_world  # noqa: E402
@@ -78,6 +78,7 @@ def collect(out: Path) -> list[dict]:
         name, run = run_dir.parent.parent.name, run_dir.parent.name
         world = json.loads((out / "data" / name / "world.json").read_text())
         report = json.loads(results.read_text())
+        gain = stage_one_gain(report)
         for (r, system), label in SYSTEMS.items():
             if r == run and system in report:
                 records.append({
@@ -90,7 +91,7 @@ def collect(out: Path) -> list[dict]:
                     "code_recall_majority": recall_reference(report, run_dir, system),
                     "history_reference": world["count_model_fact_accuracy"]["history"],
                     "still_falling": falling_stages(report, run_dir, system),
-                    "stage1_gain": stage_one_gain(report)})
+                    "stage1_gain": gain})
     return records
 
 
@@ -147,7 +148,9 @@ def table(records: list[dict]) -> str:
         falling = {r["system"] for r in mine if r["still_falling"]}
         cells = [mean_std(list(by[label].values())) + (" †" if label in falling else "")
                  for label in labels]
-        paired = [paired_difference(by["MORPHEUS"], by[other]) for other in ("no persona", "w/o PC")]
+        paired = [paired_cell([by["MORPHEUS"][seed] - by[other][seed]
+                               for seed in sorted(by["MORPHEUS"].keys() & by[other].keys())])
+                  for other in ("no persona", "w/o PC")]
         morpheus = [r for r in mine if r["system"] == "MORPHEUS"]
         codes = (f"{mean_std([r['code_recall'] for r in morpheus])} "
                  f"({mean_std([r['code_recall_majority'] for r in morpheus])})")
@@ -162,14 +165,6 @@ def table(records: list[dict]) -> str:
                   "(under-trained): " + "; ".join(under)]
     return "\n".join(lines) + "\n"
 
-
-
-def paired_difference(mine: dict[int, float], other: dict[int, float]) -> str:
-    """Mean of mine − other over the seeds both have, then each seed's ("–" for none)."""
-    diffs = [mine[s] - other[s] for s in sorted(mine.keys() & other.keys())]
-    if not diffs:
-        return "–"
-    return f"{statistics.fmean(diffs):+.3f} ({', '.join(f'{d:+.3f}' for d in diffs)})"
 
 
 def plot(records: list[dict], path: Path) -> None:
