@@ -8,8 +8,12 @@ no-persona and true-persona baselines, and w/o PC (`ablation=no_pc`). `--morpheu
 overrides for the MORPHEUS runs only (the study's best predictor options, e.g. `--morpheus
 predictor.loss=set predictor.decode=distinct_argmax`); overrides after `--` apply to every run.
 
-    bash experiments/regimes.sh --seeds 0 1 --out regimes_runs
+    bash experiments/regimes.sh --seeds 0 1 --out regimes_runs [--sparsity 300x1 1000x1]
     bash experiments/regimes.sh --collect regimes_runs   # table and regimes.png of finished runs
+    bash experiments/regimes.sh --collect docs/regimes_records.json regimes_runs --out merged
+
+A collect writes its records to regimes.json beside the table; such a file is a source too, so
+seeds whose run folders are gone (docs/regimes_records.json) join the table of new runs.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ RUNS = {"morpheus": ["eval.systems=[morpheus,no_persona,true_persona]"],
 SYSTEMS = {("morpheus", "morpheus"): "MORPHEUS", ("wo_pc", "morpheus"): "w/o PC",
            ("morpheus", "no_persona"): "no persona", ("morpheus", "true_persona"): "true persona"}
 # the trained stages behind each evaluated system (codebook initialisation trains nothing)
+RECORD_FIELDS = {"point", "roles", "dialogues", "revealed", "system", "seed", "fact_accuracy",
+                 "code_recall", "code_recall_majority", "history_reference", "still_falling",
+                 "stage1_gain"}
 STAGES = {"morpheus": ("role_awareness", "joint"), "no_persona": ("no_persona",),
           "true_persona": ("role_awareness",)}
 
@@ -91,8 +98,49 @@ def collect(out: Path) -> list[dict]:
                     "code_recall_majority": recall_reference(report, run_dir, system),
                     "history_reference": world["count_model_fact_accuracy"]["history"],
                     "still_falling": falling_stages(report, run_dir, system),
-                    "stage1_gain": gain})
+                    "stage1_gain": gain, "source": str(run_dir)})
     return records
+
+
+def load_records(sources: list[Path]) -> list[dict]:
+    """The records of every source, a folder of runs (`collect`) or a records file an earlier
+    collect wrote: one per grid point, system and seed; the same one from two sources is kept
+    once where its numbers agree and is an error where they differ."""
+    merged: dict[tuple, tuple[dict, Path]] = {}
+    for source in sources:
+        if source.is_dir():
+            records = collect(source)
+        elif source.is_file():
+            records = records_file(source)
+        else:
+            raise SystemExit(f"{source}: no such folder of runs or records file (regimes.json)")
+        for record in records:
+            key = (record["point"], record["system"], record["seed"])
+            if key in merged and numbers(merged[key][0]) != numbers(record):
+                raise SystemExit(f"{record['point']} {record['system']} seed {record['seed']}: "
+                                 f"different numbers in {merged[key][1]} and {source}; collect one of them")
+            merged.setdefault(key, (record, source))
+    return [record for record, _ in merged.values()]
+
+
+def records_file(path: Path) -> list[dict]:
+    """The records a collect wrote (regimes.json), each checked for the fields the table reads."""
+    try:
+        records = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{path}: not a records file (regimes.json): {error}") from None
+    if not isinstance(records, list):
+        raise SystemExit(f"{path}: expected a list of records (regimes.json), found {type(records).__name__}")
+    for i, record in enumerate(records):
+        missing = sorted(RECORD_FIELDS - set(record)) if isinstance(record, dict) else ["(not an object)"]
+        if missing:
+            raise SystemExit(f"{path}: record {i} lacks {', '.join(missing)}")
+    return records
+
+
+def numbers(record: dict) -> dict:
+    """A record without where it came from."""
+    return {k: v for k, v in record.items() if k != "source"}
 
 
 def stage_one_gain(report: dict) -> float | None:
@@ -217,24 +265,43 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--revealed", nargs="+", type=int, default=list(REVEALED))
-    parser.add_argument("--out", type=Path, default=Path("regimes_runs"))
-    parser.add_argument("--collect", type=Path, help="only tabulate and plot the runs under this folder")
+    parser.add_argument("--sparsity", nargs="+", type=sparsity_level, default=list(SPARSITY),
+                        metavar="ROLESxDIALOGUES", help="the sparsity levels to run (default: all four)")
+    parser.add_argument("--out", type=Path, help="where runs and the table go (default regimes_runs; "
+                        "with --collect, its first folder)")
+    parser.add_argument("--collect", nargs="+", type=Path, metavar="SOURCE",
+                        help="only tabulate and plot: folders of runs and records files (regimes.json)")
     parser.add_argument("--morpheus", nargs="*", default=[], help="Hydra overrides for the MORPHEUS runs")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
-    out = (args.collect or args.out).resolve()
-    if not args.collect:
+    if args.collect:
+        folders = [source for source in args.collect if source.is_dir()]
+        if args.out is None and not folders:
+            parser.error("--out is needed when every --collect source is a records file")
+        out, sources = (args.out or folders[0]).resolve(), args.collect
+    else:
+        out = (args.out or Path("regimes_runs")).resolve()
+        sources = [out]
         for seed in args.seeds:
-            for roles, dialogues in SPARSITY:
+            for roles, dialogues in args.sparsity:
                 for revealed in args.revealed:
                     run_point(roles, dialogues, revealed, seed, out, args.overrides, args.morpheus)
-    records = collect(out)
+    records = load_records(sources)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "regimes.json").write_text(json.dumps(records, indent=2))
     (out / "regimes.md").write_text(table(records))
     plot(records, out / "regimes.png")
     print(table(records))
     print(out / "regimes.md")
     return 0
+
+
+def sparsity_level(text: str) -> tuple[int, int]:
+    """"300x1" -> (300, 1): training roles x dialogues per role."""
+    roles, _, dialogues = text.partition("x")
+    if not (roles.isdigit() and dialogues.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ROLESxDIALOGUES, e.g. 300x1")
+    return int(roles), int(dialogues)
 
 
 if __name__ == "__main__":

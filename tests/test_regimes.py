@@ -3,6 +3,7 @@ records, the paired table and the figure (the figures are not checked, only what
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import json
@@ -36,11 +37,8 @@ def _val_log(path: Path, val_losses: list[float]) -> None:
     _write(path, "\n".join(rows) + "\n")
 
 
-def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path):
-    """results.json's `training` decides where it records still_falling (MORPHEUS: joint,
-    although the stage-1 log falls); a run without it reads its stages' val/loss logs, stage 1
-    from the other run of the point and seed (w/o PC: its own joint log is flat)."""
-    regimes = _regimes()
+def _fabricated_point(tmp_path: Path) -> Path:
+    """One grid point's two finished runs of seed 0, as a collect finds them."""
     point = tmp_path / "runs" / "roles8x1_revealed1"
     _write(tmp_path / "data/roles8x1_revealed1/world.json", json.dumps({
         "world": {"train_roles": 8, "dialogues_per_role": 1, "revealed": 1},
@@ -65,6 +63,15 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
         {"system": "no_persona", "predicted_codes": None, "gold_codes": [2, 2], "code_recall": None}]))
     _write(point / "wo_pc/seed0/results.json", json.dumps({"morpheus": {"persona_fact_accuracy": 0.35}}))
     _val_log(point / "wo_pc/seed0/logs/joint/version_0/metrics.csv", [0.5, 0.5, 0.495])
+    return point
+
+
+def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path):
+    """results.json's `training` decides where it records still_falling (MORPHEUS: joint,
+    although the stage-1 log falls); a run without it reads its stages' val/loss logs, stage 1
+    from the other run of the point and seed (w/o PC: its own joint log is flat)."""
+    regimes = _regimes()
+    point = _fabricated_point(tmp_path)
     assert regimes.logged_val_losses(point / "wo_pc/seed0/logs/joint/version_0/metrics.csv") == [0.5, 0.5, 0.495]
 
     records = regimes.collect(tmp_path)
@@ -79,6 +86,48 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
     assert lines[-1] == ("† a stage behind it ended its budget with its validation loss still falling "
                          "(under-trained): roles8x1_revealed1 seed 0 MORPHEUS (joint); "
                          "roles8x1_revealed1 seed 0 w/o PC (role_awareness)")
+
+
+def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tmp_path):
+    """A records file (what a collect wrote) is a source like a folder of runs: another seed's
+    records join the table; the same record twice is kept once when its numbers agree; different
+    numbers, a missing field or a non-list file stop the collect naming the file."""
+    regimes = _regimes()
+    _fabricated_point(tmp_path / "runs_dir")
+    seed0 = regimes.collect(tmp_path / "runs_dir")
+    seed1 = [{**r, "seed": 1, "fact_accuracy": r["fact_accuracy"] + 0.1, "source": "docs table"} for r in seed0]
+    stored = tmp_path / "regimes_records.json"
+    stored.write_text(json.dumps(seed1))
+
+    records = regimes.load_records([stored, tmp_path / "runs_dir", stored])
+    assert sorted((r["system"], r["seed"]) for r in records) == sorted(
+        (system, seed) for system in regimes.SYSTEMS.values() for seed in (0, 1))
+    line = regimes.table(records).splitlines()[2]
+    assert line.startswith("| 8 × 1 | 1 | 0,1 | 0.250 ± 0.000 | ")
+    assert "| 0.450 ± 0.071 † | 0.400 ± 0.071 † |" in line  # MORPHEUS 0.4, 0.5; w/o PC 0.35, 0.45
+    assert line.endswith("| +0.100 (+0.100, +0.100) | +0.050 (+0.050, +0.050) |")
+
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps([{**seed0[0], "fact_accuracy": 0.9}]))
+    with pytest.raises(SystemExit, match=rf"roles8x1_revealed1 MORPHEUS seed 0: different numbers in "
+                                         rf"{tmp_path / 'runs_dir'} and {changed}"):
+        regimes.load_records([tmp_path / "runs_dir", changed])
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps([seed0[0], {k: v for k, v in seed0[1].items() if k != "seed"}]))
+    with pytest.raises(SystemExit, match=rf"{partial}: record 1 lacks seed$"):
+        regimes.load_records([partial])
+    partial.write_text(json.dumps({"records": seed0}))
+    with pytest.raises(SystemExit, match="expected a list of records"):
+        regimes.load_records([partial])
+    with pytest.raises(SystemExit, match="no such folder of runs or records file"):
+        regimes.load_records([tmp_path / "missing"])
+
+
+def test_sparsity_levels_parse_from_roles_x_dialogues():
+    regimes = _regimes()
+    assert regimes.sparsity_level("300x1") == (300, 1)
+    with pytest.raises(argparse.ArgumentTypeError, match="'300': expected ROLESxDIALOGUES"):
+        regimes.sparsity_level("300")
 
 
 @pytest.mark.slow
