@@ -97,6 +97,7 @@ def collect(out: Path) -> list[dict]:
                     "code_recall": report[system].get("code_recall"),
                     "code_recall_majority": recall_reference(report, run_dir, system),
                     "history_reference": world["count_model_fact_accuracy"]["history"],
+                    "persona_recall": world.get("persona_recall"),
                     "still_falling": falling_stages(report, run_dir, system),
                     "stage1_gain": gain, "source": str(run_dir)})
     return records
@@ -179,15 +180,17 @@ def logged_val_losses(metrics_csv: Path) -> list[float]:
 
 def table(records: list[dict]) -> str:
     """Markdown: a line per grid point (from plentiful to sparse data), stage 1's persona gain,
-    MORPHEUS's code recall with its reference (always the M most frequent codes), fact
+    how much of the persona the history identifies (`persona_cell`), MORPHEUS's code recall
+    with its reference (always the M most frequent codes), fact
     accuracy per system (†: a stage behind it ended still learning on some seed), all mean ±
     std over seeds, the history-only reference, and MORPHEUS minus no persona and minus w/o PC
     (the codebook's own share) paired by seed."""
     labels = list(SYSTEMS.values())
-    lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | MORPHEUS code recall (M most frequent) | "
+    lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | persona recall from history: "
+             "count model (M most frequent facts) | MORPHEUS code recall (M most frequent codes) | "
              + " | ".join(labels) + " | history reference | MORPHEUS − no persona (paired) "
              "| MORPHEUS − w/o PC (paired) |",
-             "|---|---|---|---|---|" + "---|" * (len(labels) + 3)]
+             "|---|---|---|---|---|---|" + "---|" * (len(labels) + 3)]
     order = sorted(records, key=lambda r: (-r["roles"] * r["dialogues"], -r["roles"], r["revealed"]))
     for point in dict.fromkeys(r["point"] for r in order):
         mine = [r for r in records if r["point"] == point]
@@ -204,7 +207,7 @@ def table(records: list[dict]) -> str:
                  f"({mean_std([r['code_recall_majority'] for r in morpheus])})")
         lines.append(f"| {mine[0]['roles']} × {mine[0]['dialogues']} | {mine[0]['revealed']} | "
                      f"{','.join(str(s) for s in sorted({r['seed'] for r in mine}))} | "
-                     f"{mean_std([r['stage1_gain'] for r in morpheus])} | {codes} | "
+                     f"{mean_std([r['stage1_gain'] for r in morpheus])} | {persona_cell(mine)} | {codes} | "
                      + " | ".join(cells) + f" | {mine[0]['history_reference']:.3f} | " + " | ".join(paired) + " |")
     under = [f"{r['point']} seed {r['seed']} {r['system']} ({', '.join(r['still_falling'])})"
              for r in sorted(records, key=lambda r: (r["point"], r["seed"])) if r["still_falling"]]
@@ -213,6 +216,13 @@ def table(records: list[dict]) -> str:
                   "(under-trained): " + "; ".join(under)]
     return "\n".join(lines) + "\n"
 
+
+def persona_cell(records: list[dict]) -> str:
+    """The point's persona recall from the history (world.json's `persona_recall`, the same
+    for every seed: the world is data seed 0): count model (most frequent facts); "–" for a
+    world written before it was recorded."""
+    recall = next((r["persona_recall"] for r in records if r.get("persona_recall")), None)
+    return f"{recall['history']:.3f} ({recall['most_frequent']:.3f})" if recall else "–"
 
 
 def plot(records: list[dict], path: Path) -> None:

@@ -42,7 +42,8 @@ def _fabricated_point(tmp_path: Path) -> Path:
     point = tmp_path / "runs" / "roles8x1_revealed1"
     _write(tmp_path / "data/roles8x1_revealed1/world.json", json.dumps({
         "world": {"train_roles": 8, "dialogues_per_role": 1, "revealed": 1},
-        "count_model_fact_accuracy": {"history": 0.5}}))
+        "count_model_fact_accuracy": {"history": 0.5},
+        "persona_recall": {"history": 0.4, "most_frequent": 0.25}}))
     _write(point / "morpheus/seed0/results.json", json.dumps({
         "morpheus": {"persona_fact_accuracy": 0.4, "code_recall": 0.125},
         "no_persona": {"persona_fact_accuracy": 0.3},
@@ -81,7 +82,7 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
         "MORPHEUS": 0.25, "no persona": 0.25, "true persona": 0.25, "w/o PC": None}
     lines = regimes.table(records).splitlines()
     # the recall reference from the MORPHEUS rows of predictions.jsonl: {1, 5} finds 2, 2, 1 of 2
-    assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.125 (0.833) | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
+    assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.400 (0.250) | 0.125 (0.833) | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
                         "+0.100 (+0.100) | +0.050 (+0.050) |")
     assert lines[-1] == ("† a stage behind it ended its budget with its validation loss still falling "
                          "(under-trained): roles8x1_revealed1 seed 0 MORPHEUS (joint); "
@@ -103,7 +104,7 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
     assert sorted((r["system"], r["seed"]) for r in records) == sorted(
         (system, seed) for system in regimes.SYSTEMS.values() for seed in (0, 1))
     line = regimes.table(records).splitlines()[2]
-    assert line.startswith("| 8 × 1 | 1 | 0,1 | 0.250 ± 0.000 | ")
+    assert line.startswith("| 8 × 1 | 1 | 0,1 | 0.250 ± 0.000 | 0.400 (0.250) | ")
     assert "| 0.450 ± 0.071 † | 0.400 ± 0.071 † |" in line  # MORPHEUS 0.4, 0.5; w/o PC 0.35, 0.45
     assert line.endswith("| +0.100 (+0.100, +0.100) | +0.050 (+0.050, +0.050) |")
 
@@ -119,6 +120,7 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
     partial.write_text(json.dumps({"records": seed0}))
     with pytest.raises(SystemExit, match="expected a list of records"):
         regimes.load_records([partial])
+    assert regimes.persona_cell([{"persona_recall": None}]) == "–"  # a world.json before it
     with pytest.raises(SystemExit, match="no such folder of runs or records file"):
         regimes.load_records([tmp_path / "missing"])
 

@@ -75,6 +75,10 @@ def test_world_json_records_knobs_and_ceilings(tmp_path) -> None:
     assert stats["config"]["train_roles"] == 80
     assert 0.0 <= stats["bayes_fact_accuracy_from_history"]["test"] <= 1.0
     assert set(stats["count_model_fact_accuracy"]) == {"history", "persona"}
+    # the history reveals persona facts and names the asked one: it identifies more of the
+    # persona than the most frequent facts do
+    recall = stats["persona_recall"]
+    assert recall["history"] > recall["most_frequent"] + 0.2
 
 
 def test_chinese_world_runs_through_its_own_dataset_config(tiny_compose) -> None:

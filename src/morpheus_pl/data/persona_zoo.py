@@ -29,7 +29,7 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from morpheus_pl.data.world_ceilings import count_model_accuracy
+from morpheus_pl.data.world_ceilings import count_model_accuracy, persona_recall
 from morpheus_pl.errors import ConfigError
 
 KINDS = (
@@ -214,6 +214,7 @@ def write_world(world: ZooWorld, root: str | Path, seed: int = 0) -> dict:
         "count_model_fact_accuracy": {
             source: count_model_accuracy(data["train"], data["test"], source)
             for source in ("history", "persona")},
+        "persona_recall": persona_recall(data["train"], data["test"]),
     }
     (root / "world.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
     return stats

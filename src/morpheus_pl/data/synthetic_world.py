@@ -27,7 +27,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from morpheus_pl.data.world_ceilings import count_model_accuracy
+from morpheus_pl.data.world_ceilings import count_model_accuracy, persona_recall
 from morpheus_pl.data.world_lexicon import LEXICONS, Lexicon
 from morpheus_pl.errors import ConfigError
 
@@ -195,6 +195,7 @@ class PersonaWorld:
                 source: count_model_accuracy(data["train"], data["test"], source)
                 for source in ("history", "persona")
             },
+            "persona_recall": persona_recall(data["train"], data["test"]),
         }
         (root / "world.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
         return stats

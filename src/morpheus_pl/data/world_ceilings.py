@@ -61,3 +61,50 @@ def kind_marginal_accuracy(train: list[dict], test: list[dict]) -> float:
         return max(rec["fact_options"], key=lambda value: counts[(kind, value)])
 
     return sum(predict(rec) == rec["fact"] for rec in test) / max(len(test), 1)
+
+
+def persona_recall(train: list[dict], test: list[dict]) -> dict[str, float]:
+    """How much of the persona the history identifies: the mean share of a test persona's
+    stated facts (`facts`) among the M facts, one per kind, that a naive Bayes over the history
+    (the facts it reveals and the asked kind) ranks highest, M the persona's length; and the
+    same share for the M facts most frequent in training personas (what ignoring the history
+    reaches). The fact-level counterpart of a code predictor's `code_recall` and
+    `code_recall_majority` (docs/metrics.md). Ties go to the lower (kind, value)."""
+    singles: Counter = Counter()
+    pairs: Counter = Counter()
+    for rec in train:
+        for fact in rec["facts"].items():
+            singles[fact] += 1
+            for feature in _history_features(rec):
+                pairs[(fact, feature)] += 1
+    candidates = sorted(singles)
+
+    def log_score(fact: tuple[str, str], rec: dict) -> float:
+        n = singles[fact]
+        return math.log(n / len(train)) + sum(
+            math.log((pairs[(fact, feature)] + 0.1) / (n + 0.2)) for feature in _history_features(rec))
+
+    frequent = sorted(candidates, key=lambda fact: -singles[fact])
+    history = most_frequent = 0.0
+    for rec in test:
+        stated, m = set(rec["facts"].items()), len(rec["facts"])
+        ranked = sorted(candidates, key=lambda fact: -log_score(fact, rec))
+        history += len(stated & _one_per_kind(ranked, m)) / m
+        most_frequent += len(stated & _one_per_kind(frequent, m)) / m
+    n_test = max(len(test), 1)
+    return {"history": history / n_test, "most_frequent": most_frequent / n_test}
+
+
+def _history_features(rec: dict) -> list[tuple]:
+    return [("asked", rec["asked"]), *(("revealed", kind, value) for kind, value in rec["revealed"].items())]
+
+
+def _one_per_kind(ranked: list[tuple[str, str]], m: int) -> set[tuple[str, str]]:
+    """The first `m` facts of `ranked` whose kind is not taken yet (a persona states one value
+    per kind)."""
+    picked: dict[str, tuple[str, str]] = {}
+    for kind, value in ranked:
+        if len(picked) == m:
+            break
+        picked.setdefault(kind, (kind, value))
+    return set(picked.values())
