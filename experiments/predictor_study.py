@@ -13,6 +13,8 @@ default run (`eval.compare_decode`), so they differ in the decoding alone.
     python experiments/predictor_study.py --worlds default sparse few_kinds issue16 chitchat \
         --seeds 0 1 2 --out study_runs
     python experiments/predictor_study.py --collect study_runs   # tables of finished runs
+    python experiments/predictor_study.py --collect docs/predictor_study_records.json study_runs \
+        --out merged   # with records an earlier collect wrote (study.json)
 
 Extra arguments after `--` are Hydra overrides for every run. Writes `<out>/study.md` and
 `<out>/study.json`; the last line printed is the table's path.
@@ -26,6 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collected_records import merged_records, sources_and_out  # noqa: E402
 from persona_zoo import (  # noqa: E402
     REAL,
     WORLDS,
@@ -95,8 +98,15 @@ def collect(out: Path) -> list[dict]:
             records.append({"world": world, "row": row, "system": system,
                             "seed": int(run_dir.name.removeprefix("seed")),
                             **{c: report[system].get(c) for c in COLUMNS},
-                            "code_recall_majority": recall_reference(report, run_dir, system)})
+                            "code_recall_majority": recall_reference(report, run_dir, system),
+                            "source": str(run_dir)})
     return records
+
+
+def load_records(sources: list[Path]) -> list[dict]:
+    """The records of folders of runs (`collect`) and of records files an earlier collect wrote
+    (study.json), one per world, row, system and seed."""
+    return merged_records(sources, collect, ("world", "row", "system", "seed"), set(COLUMNS))
 
 
 def paired_metric(records: list[dict], world: str) -> str:
@@ -146,13 +156,15 @@ def main() -> int:
                                                         "issue16", "chitchat"], choices=worlds)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path("study_runs"))
+    parser.add_argument("--out", type=Path, help="where runs and the table go (default study_runs; "
+                        "with --collect, its first folder)")
     parser.add_argument("--home", type=Path, help="MORPHEUS_HOME of every run (default: <out>/home)")
     parser.add_argument("--data", type=Path, help="where the zoo worlds' data are (default: <out>/data)")
-    parser.add_argument("--collect", type=Path, help="only tabulate the runs under this folder")
+    parser.add_argument("--collect", nargs="+", type=Path, metavar="SOURCE",
+                        help="only tabulate: folders of runs and records files (study.json)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
-    out = (args.collect or args.out).resolve()
+    sources, out = sources_and_out(args.collect, args.out, Path("study_runs"))
     if not args.collect:
         home = (args.home or out / "home").resolve()
         for world in args.worlds:
@@ -160,7 +172,8 @@ def main() -> int:
                 for row in args.rows:
                     run_one(world, row, seed, out, home, args.overrides,
                             args.data.resolve() if args.data else None)
-    records = collect(out)
+    records = load_records(sources)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(json.dumps(records, indent=2))
     (out / "study.md").write_text(table(records))
     print(table(records))

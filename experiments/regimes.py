@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collected_records import merged_records, sources_and_out  # noqa: E402
 from persona_zoo import mean_std, paired_cell, recall_reference, run_pipeline  # noqa: E402
 
 from morpheus_pl.convergence import still_falling  # noqa: E402
@@ -104,44 +105,9 @@ def collect(out: Path) -> list[dict]:
 
 
 def load_records(sources: list[Path]) -> list[dict]:
-    """The records of every source, a folder of runs (`collect`) or a records file an earlier
-    collect wrote: one per grid point, system and seed; the same one from two sources is kept
-    once where its numbers agree and is an error where they differ."""
-    merged: dict[tuple, tuple[dict, Path]] = {}
-    for source in sources:
-        if source.is_dir():
-            records = collect(source)
-        elif source.is_file():
-            records = records_file(source)
-        else:
-            raise SystemExit(f"{source}: no such folder of runs or records file (regimes.json)")
-        for record in records:
-            key = (record["point"], record["system"], record["seed"])
-            if key in merged and numbers(merged[key][0]) != numbers(record):
-                raise SystemExit(f"{record['point']} {record['system']} seed {record['seed']}: "
-                                 f"different numbers in {merged[key][1]} and {source}; collect one of them")
-            merged.setdefault(key, (record, source))
-    return [record for record, _ in merged.values()]
-
-
-def records_file(path: Path) -> list[dict]:
-    """The records a collect wrote (regimes.json), each checked for the fields the table reads."""
-    try:
-        records = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"{path}: not a records file (regimes.json): {error}") from None
-    if not isinstance(records, list):
-        raise SystemExit(f"{path}: expected a list of records (regimes.json), found {type(records).__name__}")
-    for i, record in enumerate(records):
-        missing = sorted(RECORD_FIELDS - set(record)) if isinstance(record, dict) else ["(not an object)"]
-        if missing:
-            raise SystemExit(f"{path}: record {i} lacks {', '.join(missing)}")
-    return records
-
-
-def numbers(record: dict) -> dict:
-    """A record without where it came from."""
-    return {k: v for k, v in record.items() if k != "source"}
+    """The records of folders of runs (`collect`) and of records files an earlier collect wrote
+    (regimes.json, docs/regimes_records.json), one per grid point, system and seed."""
+    return merged_records(sources, collect, ("point", "system", "seed"), RECORD_FIELDS)
 
 
 def stage_one_gain(report: dict) -> float | None:
@@ -284,14 +250,8 @@ def main() -> int:
     parser.add_argument("--morpheus", nargs="*", default=[], help="Hydra overrides for the MORPHEUS runs")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
-    if args.collect:
-        folders = [source for source in args.collect if source.is_dir()]
-        if args.out is None and not folders:
-            parser.error("--out is needed when every --collect source is a records file")
-        out, sources = (args.out or folders[0]).resolve(), args.collect
-    else:
-        out = (args.out or Path("regimes_runs")).resolve()
-        sources = [out]
+    sources, out = sources_and_out(args.collect, args.out, Path("regimes_runs"))
+    if not args.collect:
         for seed in args.seeds:
             for roles, dialogues in args.sparsity:
                 for revealed in args.revealed:

@@ -110,7 +110,7 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
 
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps([{**seed0[0], "fact_accuracy": 0.9}]))
-    with pytest.raises(SystemExit, match=rf"roles8x1_revealed1 MORPHEUS seed 0: different numbers in "
+    with pytest.raises(SystemExit, match=rf"point roles8x1_revealed1, system MORPHEUS, seed 0: different numbers in "
                                          rf"{tmp_path / 'runs_dir'} and {changed}"):
         regimes.load_records([tmp_path / "runs_dir", changed])
     partial = tmp_path / "partial.json"
@@ -121,7 +121,7 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
     with pytest.raises(SystemExit, match="expected a list of records"):
         regimes.load_records([partial])
     assert regimes.persona_cell([{"persona_recall": None}]) == "–"  # a world.json before it
-    with pytest.raises(SystemExit, match="no such folder of runs or records file"):
+    with pytest.raises(SystemExit, match="missing: no such folder of runs or records file"):
         regimes.load_records([tmp_path / "missing"])
 
 
