@@ -43,10 +43,11 @@ RUNS = {"morpheus": ["eval.systems=[morpheus,no_persona,true_persona]"],
         "wo_pc": ["ablation=no_pc", "eval.systems=[morpheus]"]}
 SYSTEMS = {("morpheus", "morpheus"): "MORPHEUS", ("wo_pc", "morpheus"): "w/o PC",
            ("morpheus", "no_persona"): "no persona", ("morpheus", "true_persona"): "true persona"}
-# the trained stages behind each evaluated system (codebook initialisation trains nothing)
+# what a records file's records need (persona_recall, source: optional)
 RECORD_FIELDS = {"point", "roles", "dialogues", "revealed", "system", "seed", "fact_accuracy",
                  "code_recall", "code_recall_majority", "history_reference", "still_falling",
                  "stage1_gain"}
+# the trained stages behind each evaluated system (codebook initialisation trains nothing)
 STAGES = {"morpheus": ("role_awareness", "joint"), "no_persona": ("no_persona",),
           "true_persona": ("role_awareness",)}
 
@@ -147,10 +148,10 @@ def logged_val_losses(metrics_csv: Path) -> list[float]:
 def table(records: list[dict]) -> str:
     """Markdown: a line per grid point (from plentiful to sparse data), stage 1's persona gain,
     how much of the persona the history identifies (`persona_cell`), MORPHEUS's code recall
-    with its reference (always the M most frequent codes), fact
-    accuracy per system (†: a stage behind it ended still learning on some seed), all mean ±
-    std over seeds, the history-only reference, and MORPHEUS minus no persona and minus w/o PC
-    (the codebook's own share) paired by seed."""
+    with its reference (always the M most frequent codes), fact accuracy per system (†: a stage
+    behind it ended still learning on some seed), all mean ± std over seeds, the history-only
+    reference, and MORPHEUS minus no persona and minus w/o PC (the codebook's own share) paired
+    by seed."""
     labels = list(SYSTEMS.values())
     lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | persona recall from history: "
              "count model (M most frequent facts) | MORPHEUS code recall (M most frequent codes) | "
