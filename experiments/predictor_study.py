@@ -13,8 +13,8 @@ default run (`eval.compare_decode`), so they differ in the decoding alone.
     python experiments/predictor_study.py --worlds default sparse few_kinds issue16 chitchat \
         --seeds 0 1 2 --out study_runs
     python experiments/predictor_study.py --collect study_runs   # tables of finished runs
-    python experiments/predictor_study.py --collect docs/predictor_study_records.json study_runs \
-        --out merged   # with records an earlier collect wrote (study.json)
+    python experiments/predictor_study.py --collect earlier/study.json study_runs --out merged
+        # with the records an earlier collect wrote (its run folders gone)
 
 Extra arguments after `--` are Hydra overrides for every run. Writes `<out>/study.md` and
 `<out>/study.json`; the last line printed is the table's path.

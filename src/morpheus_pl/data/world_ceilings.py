@@ -5,7 +5,8 @@ reveals (docs/data.md, "What a history-only system can reach"): `history` counts
 co-occurrences only in training dialogues (what a decoder trained without persona sees),
 `persona` counts them in training personas (what the codebook route sees: every pair of a
 role's persona facts). The kind's marginal ignores the history: the asked kind's most frequent
-training value (where pair counts are sparse it can beat the count model).
+training value (where pair counts are sparse it can beat the count model). `persona_recall`
+asks the same of the whole persona: how much of it the history identifies.
 """
 
 from __future__ import annotations
