@@ -80,16 +80,17 @@ def persona_recall(train: list[dict], test: list[dict]) -> dict[str, float]:
                 pairs[(fact, feature)] += 1
     candidates = sorted(singles)
 
-    def log_score(fact: tuple[str, str], rec: dict) -> float:
+    def log_score(fact: tuple[str, str], features: list[tuple]) -> float:
         n = singles[fact]
         return math.log(n / len(train)) + sum(
-            math.log((pairs[(fact, feature)] + 0.1) / (n + 0.2)) for feature in _history_features(rec))
+            math.log((pairs[(fact, feature)] + 0.1) / (n + 0.2)) for feature in features)
 
     frequent = sorted(candidates, key=lambda fact: -singles[fact])
     history = most_frequent = 0.0
     for rec in test:
         stated, m = set(rec["facts"].items()), len(rec["facts"])
-        ranked = sorted(candidates, key=lambda fact: -log_score(fact, rec))
+        features = _history_features(rec)
+        ranked = sorted(candidates, key=lambda fact: -log_score(fact, features))
         history += len(stated & _one_per_kind(ranked, m)) / m
         most_frequent += len(stated & _one_per_kind(frequent, m)) / m
     n_test = max(len(test), 1)
