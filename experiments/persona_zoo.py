@@ -106,6 +106,35 @@ def recall_reference(report: dict, run_dir: Path, system: str) -> float | None:
     return most_frequent_codes_recall(torch.tensor(gold))
 
 
+def picked_persona_recall(run_dir: Path, data_dir: Path, system: str = "morpheus") -> float | None:
+    """The share of a test persona's facts named by the codes `system` picked, mean over its
+    predictions: a code names the value in its atlas `top_fact` (model/atlas.json), a persona
+    sentence the value it states (values: every `fact_options` and `fact` of the data). The
+    fact-level counterpart of `code_recall`, comparable to world.json's `persona_recall`: it
+    does not count a code of the right fact in another sentence template as a miss. None where
+    the run has no atlas."""
+    atlas = run_dir / "model" / "atlas.json"
+    if not atlas.exists():
+        return None
+    values: set[str] = set()
+    for split in ("train", "val", "test"):
+        for record in json.loads((data_dir / f"{split}_datas_en.json").read_text()):
+            values.update([*record["fact_options"], record["fact"]])
+
+    def named(sentence: str | None) -> set[str]:
+        return values.intersection(sentence.replace(",", " ").split()) if sentence else set()
+
+    code_facts = {code["code"]: named(code["top_fact"]) for code in json.loads(atlas.read_text())["codes"]}
+    shares = []
+    with (run_dir / "predictions.jsonl").open() as handle:
+        for row in map(json.loads, handle):
+            if row["system"] == system:
+                persona = set().union(*map(named, row["persona"]))
+                picked = set().union(*(code_facts[c] for c in row["predicted_codes"]))
+                shares.append(len(persona & picked) / len(persona))
+    return statistics.fmean(shares) if shares else None
+
+
 def gain_curve(run_dir: Path) -> list[tuple[int, float]]:
     """(step, val/persona_gain) of the run's stage 1, from its CSV log (empty if not trained
     in this run)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collected_records import merged_records, sources_and_out  # noqa: E402
-from persona_zoo import mean_std, paired_cell, recall_reference, run_pipeline  # noqa: E402
+from persona_zoo import mean_std, paired_cell, picked_persona_recall, recall_reference, run_pipeline  # noqa: E402
 
 from morpheus_pl.convergence import still_falling  # noqa: E402
 from morpheus_pl.data.persona_zoo import ZooWorld, write_world  # noqa: E402
@@ -43,7 +43,7 @@ RUNS = {"morpheus": ["eval.systems=[morpheus,no_persona,true_persona]"],
         "wo_pc": ["ablation=no_pc", "eval.systems=[morpheus]"]}
 SYSTEMS = {("morpheus", "morpheus"): "MORPHEUS", ("wo_pc", "morpheus"): "w/o PC",
            ("morpheus", "no_persona"): "no persona", ("morpheus", "true_persona"): "true persona"}
-# what a records file's records need (persona_recall, source: optional)
+# what a records file's records need (persona_recall, picked_persona_recall, source: optional)
 RECORD_FIELDS = {"point", "roles", "dialogues", "revealed", "system", "seed", "fact_accuracy",
                  "code_recall", "code_recall_majority", "history_reference", "still_falling",
                  "stage1_gain"}
@@ -100,6 +100,8 @@ def collect(out: Path) -> list[dict]:
                     "code_recall_majority": recall_reference(report, run_dir, system),
                     "history_reference": world["count_model_fact_accuracy"]["history"],
                     "persona_recall": world.get("persona_recall"),
+                    "picked_persona_recall": picked_persona_recall(run_dir, out / "data" / name)
+                    if (run, system) == ("morpheus", "morpheus") else None,
                     "still_falling": falling_stages(report, run_dir, system),
                     "stage1_gain": gain, "source": str(run_dir)})
     return records
@@ -147,14 +149,15 @@ def logged_val_losses(metrics_csv: Path) -> list[float]:
 
 def table(records: list[dict]) -> str:
     """Markdown: a line per grid point (from plentiful to sparse data), stage 1's persona gain,
-    how much of the persona the history identifies (`persona_cell`), MORPHEUS's code recall
+    how much of the persona the history and MORPHEUS's codes identify (`persona_cell`), its code recall
     with its reference (always the M most frequent codes), fact accuracy per system (†: a stage
     behind it ended still learning on some seed), all mean ± std over seeds, the history-only
     reference, and MORPHEUS minus no persona and minus w/o PC (the codebook's own share) paired
     by seed."""
     labels = list(SYSTEMS.values())
-    lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | persona recall from history: "
-             "count model (M most frequent facts) | MORPHEUS code recall (M most frequent codes) | "
+    lines = ["| roles × dialogues | revealed | seeds | stage-1 gain | persona recall: count model over "
+             "the history / MORPHEUS's codes (M most frequent facts) | MORPHEUS code recall "
+             "(M most frequent codes) | "
              + " | ".join(labels) + " | history reference | MORPHEUS − no persona (paired) "
              "| MORPHEUS − w/o PC (paired) |",
              "|---|---|---|---|---|---|" + "---|" * (len(labels) + 3)]
@@ -185,11 +188,16 @@ def table(records: list[dict]) -> str:
 
 
 def persona_cell(records: list[dict]) -> str:
-    """The point's persona recall from the history (world.json's `persona_recall`, the same
-    for every seed: the world is data seed 0): count model (most frequent facts); "–" for a
-    world written before it was recorded."""
+    """How much of the persona is identified at the point: by the count model over the history
+    (world.json's `persona_recall`, the same for every seed: the world is data seed 0) / by the
+    facts of MORPHEUS's picked codes (`picked_persona_recall`, mean ± std over seeds) (by the M
+    most frequent facts); "–" for a world written before it was recorded or a run without an
+    atlas."""
     recall = next((r["persona_recall"] for r in records if r.get("persona_recall")), None)
-    return f"{recall['history']:.3f} ({recall['most_frequent']:.3f})" if recall else "–"
+    picks = mean_std([r.get("picked_persona_recall") for r in records if r["system"] == "MORPHEUS"])
+    if not recall:
+        return f"– / {picks} (–)"
+    return f"{recall['history']:.3f} / {picks} ({recall['most_frequent']:.3f})"
 
 
 def plot(records: list[dict], path: Path) -> None:
