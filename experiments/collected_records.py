@@ -12,8 +12,9 @@ from pathlib import Path
 def merged_records(sources: list[Path], collect: Callable[[Path], list[dict]], key: tuple[str, ...],
                    fields: set[str]) -> list[dict]:
     """The records of every source, `collect(folder)` for a folder, `records_file` for a file:
-    one per `key`; the same one from two sources is kept once where its numbers agree and is an
-    error where they differ."""
+    one per `key`. The same one from two sources is kept once where the numbers both have agree
+    (a number one lacks or holds as None, e.g. a column added since a records file was written,
+    comes from the other) and is an error where they differ."""
     merged: dict[tuple, tuple[dict, Path]] = {}
     for source in sources:
         if source.is_dir():
@@ -24,11 +25,17 @@ def merged_records(sources: list[Path], collect: Callable[[Path], list[dict]], k
             raise SystemExit(f"{source}: no such folder of runs or records file")
         for record in records:
             at = tuple(record[k] for k in key)
-            if at in merged and numbers(merged[at][0]) != numbers(record):
+            if at not in merged:
+                merged[at] = (record, source)
+                continue
+            kept, first = merged[at]
+            known, new = numbers(kept), numbers(record)
+            if any(known[k] != new[k] for k in known.keys() & new.keys()
+                   if known[k] is not None and new[k] is not None):
                 named = ", ".join(f"{k} {v}" for k, v in zip(key, at))
-                raise SystemExit(f"{named}: different numbers in {merged[at][1]} and "
-                                 f"{source}; collect one of them")
-            merged.setdefault(at, (record, source))
+                raise SystemExit(f"{named}: different numbers in {first} and {source}; collect one of them")
+            filled = {k: v for k, v in new.items() if known.get(k) is None and v is not None}
+            merged[at] = ({**kept, **filled}, first)
     return [record for record, _ in merged.values()]
 
 

@@ -108,8 +108,9 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
 
 def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tmp_path):
     """A records file (what a collect wrote) is a source like a folder of runs: another seed's
-    records join the table; the same record twice is kept once when its numbers agree; different
-    numbers, a missing field or a non-list file stop the collect naming the file."""
+    records join the table; the same record twice is kept once when its numbers agree, a number
+    one of them lacks filled in from the other; different numbers, a missing field or a
+    non-list file stop the collect naming the file."""
     regimes = _regimes()
     _fabricated_point(tmp_path / "runs_dir")
     seed0 = regimes.collect(tmp_path / "runs_dir")
@@ -124,6 +125,13 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
     assert line.startswith("| 8 × 1 | 1 | 0,1 | 0.250 ± 0.000 | 0.400 / 0.667 ± 0.000 (0.250) | ")
     assert "| 0.450 ± 0.071 † | 0.400 ± 0.071 † |" in line  # MORPHEUS 0.4, 0.5; w/o PC 0.35, 0.45
     assert line.endswith("| +0.100 (+0.100, +0.100) | +0.050 (+0.050, +0.050) |")
+
+    older = tmp_path / "older.json"  # written before picked_persona_recall and persona_recall
+    older.write_text(json.dumps([{**{k: v for k, v in r.items() if k != "picked_persona_recall"},
+                                  "persona_recall": None} for r in seed0]))
+    morpheus = next(r for r in regimes.load_records([older, tmp_path / "runs_dir"]) if r["system"] == "MORPHEUS")
+    assert morpheus["picked_persona_recall"] == pytest.approx(2 / 3)  # filled in from the runs
+    assert morpheus["persona_recall"] == {"history": 0.4, "most_frequent": 0.25}
 
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps([{**seed0[0], "fact_accuracy": 0.9}]))
