@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -108,30 +109,31 @@ def recall_reference(report: dict, run_dir: Path, system: str) -> float | None:
 
 def picked_persona_recall(run_dir: Path, data_dir: Path, system: str = "morpheus") -> float | None:
     """The share of a test persona's facts named by the codes `system` picked, mean over its
-    predictions: a code names the value in its atlas `top_fact` (model/atlas.json), a persona
-    sentence the value it states (values: every `fact_options` and `fact` of the data). The
-    fact-level counterpart of `code_recall`, comparable to world.json's `persona_recall`: it
-    does not count a code of the right fact in another sentence template as a miss. None where
-    the run has no atlas."""
-    atlas = run_dir / "model" / "atlas.json"
-    if not atlas.exists():
-        return None
+    predictions: a code names the value most often stated by the test persona sentences it is
+    the gold (nearest) code of; a sentence states the value it holds (values: every
+    `fact_options` and `fact` of the data). The fact-level counterpart of `code_recall`,
+    comparable to world.json's `persona_recall`: a code of the right fact in another sentence
+    template is not a miss. None where the run predicted no codes."""
     values: set[str] = set()
     for split in ("train", "val", "test"):
         for record in json.loads((data_dir / f"{split}_datas_en.json").read_text()):
             values.update([*record["fact_options"], record["fact"]])
 
-    def named(sentence: str | None) -> set[str]:
-        return values.intersection(sentence.replace(",", " ").split()) if sentence else set()
+    def named(sentence: str) -> set[str]:
+        return values.intersection(sentence.replace(",", " ").split())
 
-    code_facts = {code["code"]: named(code["top_fact"]) for code in json.loads(atlas.read_text())["codes"]}
-    shares = []
     with (run_dir / "predictions.jsonl").open() as handle:
-        for row in map(json.loads, handle):
-            if row["system"] == system:
-                persona = set().union(*map(named, row["persona"]))
-                picked = set().union(*(code_facts[c] for c in row["predicted_codes"]))
-                shares.append(len(persona & picked) / len(persona))
+        rows = [row for row in map(json.loads, handle) if row["system"] == system and row.get("predicted_codes")]
+    stated: dict[int, Counter] = defaultdict(Counter)
+    for row in rows:
+        for sentence, code in zip(row["persona"], row["gold_codes"]):
+            stated[code].update(named(sentence))
+    code_fact = {code: counts.most_common(1)[0][0] for code, counts in stated.items() if counts}
+    shares = []
+    for row in rows:
+        persona = set().union(*map(named, row["persona"]))
+        picked = {code_fact[c] for c in row["predicted_codes"] if c in code_fact}
+        shares.append(len(persona & picked) / len(persona))
     return statistics.fmean(shares) if shares else None
 
 

@@ -191,8 +191,7 @@ def persona_cell(records: list[dict]) -> str:
     """How much of the persona is identified at the point: by the count model over the history
     (world.json's `persona_recall`, the same for every seed: the world is data seed 0) / by the
     facts of MORPHEUS's picked codes (`picked_persona_recall`, mean ± std over seeds) (by the M
-    most frequent facts); "–" for a world written before it was recorded or a run without an
-    atlas."""
+    most frequent facts); "–" for a number recorded before it existed."""
     recall = next((r["persona_recall"] for r in records if r.get("persona_recall")), None)
     picks = mean_std([r.get("picked_persona_recall") for r in records if r["system"] == "MORPHEUS"])
     if not recall:

@@ -60,17 +60,13 @@ def _fabricated_point(tmp_path: Path) -> Path:
     for split in ("train", "val", "test"):  # the values: red, blue (colour); pasta, rice (food)
         _write(tmp_path / f"data/roles8x1_revealed1/{split}_datas_en.json", json.dumps([
             {"fact_options": ["red", "blue"], "fact": "red"}, {"fact_options": ["pasta", "rice"], "fact": "rice"}]))
-    _write(point / "morpheus/seed0/model/atlas.json", json.dumps({"codes": [
-        {"code": 1, "top_fact": "i like red"}, {"code": 3, "top_fact": "my colour is blue"},
-        {"code": 4, "top_fact": "rice , always"}, {"code": 5, "top_fact": "i like blue"},
-        {"code": 6, "top_fact": None}]}))
     _write(point / "morpheus/seed0/predictions.jsonl", "".join(json.dumps(row) + "\n" for row in [
-        {"system": "morpheus", "persona": ["i like red .", "i eat pasta ."],
-         "predicted_codes": [3, 4], "gold_codes": [1, 5], "code_recall": 0.0},
         {"system": "morpheus", "persona": ["i like red .", "i eat rice ."],
+         "predicted_codes": [3, 4], "gold_codes": [1, 5], "code_recall": 0.0},
+        {"system": "morpheus", "persona": ["i eat rice .", "i like red ."],
          "predicted_codes": [1, 4], "gold_codes": [5, 1], "code_recall": 0.5},
-        {"system": "morpheus", "persona": ["i like blue .", "i eat rice ."],
-         "predicted_codes": [3, 4], "gold_codes": [1, 6], "code_recall": 0.0},
+        {"system": "morpheus", "persona": ["red , always .", "i eat pasta ."],
+         "predicted_codes": [1, 6], "gold_codes": [1, 6], "code_recall": 1.0},
         {"system": "no_persona", "persona": ["i like red ."], "predicted_codes": None, "gold_codes": [2, 2],
          "code_recall": None}]))
     _write(point / "wo_pc/seed0/results.json", json.dumps({"morpheus": {"persona_fact_accuracy": 0.35}}))
@@ -91,19 +87,17 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
         "MORPHEUS": ["joint"], "no persona": [], "true persona": [], "w/o PC": ["role_awareness"]}
     assert {r["system"]: r["stage1_gain"] for r in records} == {  # the provenance chain's stage 1
         "MORPHEUS": 0.25, "no persona": 0.25, "true persona": 0.25, "w/o PC": None}
-    # the picked codes' facts: {blue, rice} names none of {red, pasta}; {red, rice} both of
-    # {red, rice}; {blue, rice} both of {blue, rice}, code 3 in another template than the persona's
+    # the gold codes name red (1: two templates), rice (5), pasta (6); 3 and 4 name nothing:
+    # the picks find 0 of 2, 1 of 2 and 2 of 2 persona facts
     assert {r["system"]: r["picked_persona_recall"] for r in records} == {
-        "MORPHEUS": pytest.approx(2 / 3), "no persona": None, "true persona": None, "w/o PC": None}
+        "MORPHEUS": 0.5, "no persona": None, "true persona": None, "w/o PC": None}
     lines = regimes.table(records).splitlines()
     # the recall reference from the MORPHEUS rows of predictions.jsonl: {1, 5} finds 2, 2, 1 of 2
-    assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.400 / 0.667 (0.250) | 0.125 (0.833) | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
+    assert lines[2] == ("| 8 × 1 | 1 | 0 | 0.250 | 0.400 / 0.500 (0.250) | 0.125 (0.833) | 0.400 † | 0.350 † | 0.300 | 0.900 | 0.500 | "
                         "+0.100 (+0.100) | +0.050 (+0.050) |")
     assert lines[-1] == ("† a stage behind it ended its budget with its validation loss still falling "
                          "(under-trained): roles8x1_revealed1 seed 0 MORPHEUS (joint); "
                          "roles8x1_revealed1 seed 0 w/o PC (role_awareness)")
-    (point / "morpheus/seed0/model/atlas.json").unlink()  # a run without an atlas
-    assert regimes.collect(tmp_path)[0]["picked_persona_recall"] is None
 
 
 def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tmp_path):
@@ -122,7 +116,7 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
     assert sorted((r["system"], r["seed"]) for r in records) == sorted(
         (system, seed) for system in regimes.SYSTEMS.values() for seed in (0, 1))
     line = regimes.table(records).splitlines()[2]
-    assert line.startswith("| 8 × 1 | 1 | 0,1 | 0.250 ± 0.000 | 0.400 / 0.667 ± 0.000 (0.250) | ")
+    assert line.startswith("| 8 × 1 | 1 | 0,1 | 0.250 ± 0.000 | 0.400 / 0.500 ± 0.000 (0.250) | ")
     assert "| 0.450 ± 0.071 † | 0.400 ± 0.071 † |" in line  # MORPHEUS 0.4, 0.5; w/o PC 0.35, 0.45
     assert line.endswith("| +0.100 (+0.100, +0.100) | +0.050 (+0.050, +0.050) |")
 
@@ -130,7 +124,7 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
     older.write_text(json.dumps([{**{k: v for k, v in r.items() if k != "picked_persona_recall"},
                                   "persona_recall": None} for r in seed0]))
     morpheus = next(r for r in regimes.load_records([older, tmp_path / "runs_dir"]) if r["system"] == "MORPHEUS")
-    assert morpheus["picked_persona_recall"] == pytest.approx(2 / 3)  # filled in from the runs
+    assert morpheus["picked_persona_recall"] == 0.5  # filled in from the runs
     assert morpheus["persona_recall"] == {"history": 0.4, "most_frequent": 0.25}
 
     changed = tmp_path / "changed.json"
@@ -145,7 +139,7 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
     partial.write_text(json.dumps({"records": seed0}))
     with pytest.raises(SystemExit, match="expected a list of records"):
         regimes.load_records([partial])
-    # a world.json before persona_recall, a run without an atlas
+    # a world.json before persona_recall, a run before picked_persona_recall
     assert regimes.persona_cell([{"system": "MORPHEUS", "persona_recall": None}]) == "– / – (–)"
     with pytest.raises(SystemExit, match="missing: no such folder of runs or records file"):
         regimes.load_records([tmp_path / "missing"])
