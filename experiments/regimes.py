@@ -7,10 +7,12 @@ world by changing those knobs alone; per point and seed two pipeline runs: MORPH
 no-persona and true-persona baselines, and w/o PC (`ablation=no_pc`). `--morpheus` takes
 overrides for the MORPHEUS runs only (the study's best predictor options, e.g. `--morpheus
 predictor.loss=set predictor.decode=distinct_argmax`); overrides after `--` apply to every run.
+`--set KNOB=VALUE` changes the base world for every point (a probe: give it its own `--out`).
 
     bash experiments/regimes.sh --seeds 0 1 --out regimes_runs [--sparsity 300x1 1000x1]
     bash experiments/regimes.sh --collect regimes_runs   # table and regimes.png of finished runs
     bash experiments/regimes.sh --collect docs/regimes_records.json regimes_runs --out merged
+    bash experiments/regimes.sh --set kinds=5 --sparsity 1000x2 --revealed 2 --seeds 1 --out probe
 
 A collect writes its records to regimes.json beside the table; such a file is a source too, so
 seeds whose run folders are gone (docs/regimes_records.json) join the table of new runs.
@@ -31,7 +33,7 @@ from collected_records import merged_records, sources_and_out  # noqa: E402
 from persona_zoo import mean_std, paired_cell, picked_persona_recall, recall_reference, run_pipeline  # noqa: E402
 
 from morpheus_pl.convergence import still_falling  # noqa: E402
-from morpheus_pl.data.persona_zoo import ZooWorld, write_world  # noqa: E402
+from morpheus_pl.data.persona_zoo import ZooWorld, with_knobs, write_world  # noqa: E402
 from morpheus_pl.handoff import provenance_chain  # noqa: E402
 
 BASE = ZooWorld(kinds=10, values_per_kind=5, archetypes=5, persona_facts=5, val_roles=100,
@@ -56,17 +58,21 @@ def point_name(roles: int, dialogues: int, revealed: int) -> str:
     return f"roles{roles}x{dialogues}_revealed{revealed}"
 
 
-def point_world(roles: int, dialogues: int, revealed: int) -> ZooWorld:
-    return dataclasses.replace(BASE, train_roles=roles, dialogues_per_role=dialogues, revealed=revealed)
+def point_world(roles: int, dialogues: int, revealed: int, base: ZooWorld = BASE) -> ZooWorld:
+    return dataclasses.replace(base, train_roles=roles, dialogues_per_role=dialogues, revealed=revealed)
 
 
 def run_point(roles: int, dialogues: int, revealed: int, seed: int, out: Path,
-              overrides: list[str], morpheus_overrides: list[str]) -> None:
-    """Both runs of one grid point and seed, each unless it finished."""
+              overrides: list[str], morpheus_overrides: list[str], base: ZooWorld = BASE) -> None:
+    """Both runs of one grid point and seed, each unless it finished; the point's world is
+    `base` with the point's knobs, and a world already in `out` must be that one."""
     name = point_name(roles, dialogues, revealed)
-    data_dir = out / "data" / name
+    data_dir, world = out / "data" / name, point_world(roles, dialogues, revealed, base)
     if not (data_dir / "world.json").exists():
-        write_world(point_world(roles, dialogues, revealed), data_dir, seed=0)
+        write_world(world, data_dir, seed=0)
+    elif json.loads((data_dir / "world.json").read_text())["world"] != json.loads(json.dumps(dataclasses.asdict(world))):
+        raise SystemExit(f"{data_dir}: holds another world than {world} (another --set?); "
+                         "use another --out")
     for run, run_overrides in RUNS.items():
         where = out / "runs" / name / run / f"seed{seed}"
         if (where / "results.json").exists():
@@ -256,14 +262,20 @@ def main() -> int:
     parser.add_argument("--collect", nargs="+", type=Path, metavar="SOURCE",
                         help="only tabulate and plot: folders of runs and records files (regimes.json)")
     parser.add_argument("--morpheus", nargs="*", default=[], help="Hydra overrides for the MORPHEUS runs")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KNOB=VALUE",
+                        help="change the base world's knobs for every point (a probe)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
     sources, out = sources_and_out(args.collect, args.out, Path("regimes_runs"))
+    try:
+        base = with_knobs(BASE, args.set)
+    except ValueError as error:
+        parser.error(str(error))
     if not args.collect:
         for seed in args.seeds:
             for roles, dialogues in args.sparsity:
                 for revealed in args.revealed:
-                    run_point(roles, dialogues, revealed, seed, out, args.overrides, args.morpheus)
+                    run_point(roles, dialogues, revealed, seed, out, args.overrides, args.morpheus, base)
     records = load_records(sources)
     out.mkdir(parents=True, exist_ok=True)
     (out / "regimes.json").write_text(json.dumps(records, indent=2))

@@ -183,3 +183,24 @@ def test_regimes_vary_only_their_knobs_and_pair_morpheus_with_no_persona(tmp_pat
     assert line.endswith(f"| {diff:+.3f} ({diff:+.3f}) | {codebook:+.3f} ({codebook:+.3f}) |")
     regimes.plot(records, tmp_path / "regimes.png")
     assert (tmp_path / "regimes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_probe_changes_the_base_world_and_a_folder_keeps_one_world(tmp_path, monkeypatch, capsys):
+    regimes = _regimes()
+    base = regimes.with_knobs(regimes.BASE, ["kinds=4", "values_per_kind=3", "persona_facts=3",
+                                             "val_roles=8", "test_roles=6"])
+    for run in regimes.RUNS:  # finished: run_point writes the point's world and skips the runs
+        _write(tmp_path / f"runs/roles16x1_revealed1/{run}/seed0/results.json", "{}")
+    regimes.run_point(16, 1, 1, 0, tmp_path, [], [], base)
+    world = json.loads((tmp_path / "data/roles16x1_revealed1/world.json").read_text())["world"]
+    assert (world["kinds"], world["values_per_kind"], world["train_roles"], world["revealed"]) == (4, 3, 16, 1)
+    regimes.run_point(16, 1, 1, 0, tmp_path, [], [], base)  # the same world again: fine
+    with pytest.raises(SystemExit, match=r"roles16x1_revealed1: holds another world than ZooWorld\(kinds=10, "
+                                         r".*\(another --set\?\); use another --out"):
+        regimes.run_point(16, 1, 1, 0, tmp_path, [], [])  # the map's own base world
+
+    monkeypatch.setattr("sys.argv", ["regimes.py", "--set", "kinds=five", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        regimes.main()
+    assert exit_info.value.code == 2
+    assert "--set 'kinds=five': kinds takes an integer" in capsys.readouterr().err
