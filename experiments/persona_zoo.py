@@ -113,7 +113,8 @@ def picked_persona_recall(run_dir: Path, data_dir: Path, system: str = "morpheus
     the gold (nearest) code of; a sentence states the value it holds (values: every
     `fact_options` and `fact` of the data). The fact-level counterpart of `code_recall`,
     comparable to world.json's `persona_recall`: a code of the right fact in another sentence
-    template is not a miss. None where the run predicted no codes."""
+    template is not a miss. None where the run predicted no codes or its personas state no
+    known value."""
     values: set[str] = set()
     for split in ("train", "val", "test"):
         for record in json.loads((data_dir / f"{split}_datas_en.json").read_text()):
@@ -133,7 +134,8 @@ def picked_persona_recall(run_dir: Path, data_dir: Path, system: str = "morpheus
     for row in rows:
         persona = set().union(*map(named, row["persona"]))
         picked = {code_fact[c] for c in row["predicted_codes"] if c in code_fact}
-        shares.append(len(persona & picked) / len(persona))
+        if persona:
+            shares.append(len(persona & picked) / len(persona))
     return statistics.fmean(shares) if shares else None
 
 
