@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ import torch
 from morpheus_pl.data.persona_zoo import WORLDS, write_world
 from morpheus_pl.data.world_ceilings import kind_marginal_accuracy
 from morpheus_pl.evaluation import most_frequent_codes_recall
+from morpheus_pl.metrics.fact_recall import fact_recall_scores
 
 # `morpheus` is the configured code decoding; the others as `eval.compare_decode` gave them
 # (top_m_distinct was the default from commit f927d7a to covering, and a comparison row before
@@ -107,36 +107,16 @@ def recall_reference(report: dict, run_dir: Path, system: str) -> float | None:
     return most_frequent_codes_recall(torch.tensor(gold))
 
 
-def picked_persona_recall(run_dir: Path, data_dir: Path, system: str = "morpheus") -> float | None:
-    """The share of a test persona's facts named by the codes `system` picked, mean over its
-    predictions: a code names the value most often stated by the test persona sentences it is
-    the gold (nearest) code of; a sentence states the value it holds (values: every
-    `fact_options` and `fact` of the data). The fact-level counterpart of `code_recall`,
-    comparable to world.json's `persona_recall`: a code of the right fact in another sentence
-    template is not a miss. None where the run predicted no codes or its personas state no
-    known value."""
-    values: set[str] = set()
-    for split in ("train", "val", "test"):
-        for record in json.loads((data_dir / f"{split}_datas_en.json").read_text()):
-            values.update([*record["fact_options"], record["fact"]])
-
-    def named(sentence: str) -> set[str]:
-        return values.intersection(sentence.replace(",", " ").split())
-
+def fact_recall(report: dict, run_dir: Path, data_dir: Path, system: str) -> float | None:
+    """The share of a test persona's facts that the codes `system` picked name
+    (`fact_recall_scores`); recomputed from predictions.jsonl and the world's data for a run made
+    before results.json recorded it. None for a system without codes."""
+    if "fact_recall" in report[system] or report[system].get("code_recall") is None:
+        return report[system].get("fact_recall")
+    test = json.loads((data_dir / "test_datas_en.json").read_text())
     with (run_dir / "predictions.jsonl").open() as handle:
-        rows = [row for row in map(json.loads, handle) if row["system"] == system and row.get("predicted_codes")]
-    stated: dict[int, Counter] = defaultdict(Counter)
-    for row in rows:
-        for sentence, code in zip(row["persona"], row["gold_codes"]):
-            stated[code].update(named(sentence))
-    code_fact = {code: counts.most_common(1)[0][0] for code, counts in stated.items() if counts}
-    shares = []
-    for row in rows:
-        persona = set().union(*map(named, row["persona"]))
-        picked = {code_fact[c] for c in row["predicted_codes"] if c in code_fact}
-        if persona:
-            shares.append(len(persona & picked) / len(persona))
-    return statistics.fmean(shares) if shares else None
+        rows = [row for row in map(json.loads, handle) if row["system"] == system]
+    return fact_recall_scores(rows, (record["fact_options"] for record in test), ".").get("fact_recall")
 
 
 def gain_curve(run_dir: Path) -> list[tuple[int, float]]:

@@ -65,8 +65,9 @@ ROWS = {
     "wo_pc": ["ablation=no_pc"],
 }
 OPTION_ROW = ["eval.systems=[morpheus]", "eval.compare_decode=[]"]  # every row but the default
-COLUMNS = ("persona_fact_accuracy", "code_recall", "code_recall_majority", "code_accuracy",
-           "code_accuracy_majority", "bleu1", "rouge_l", "p_co", "distinct2", "generate_s_per_example")
+COLUMNS = ("persona_fact_accuracy", "code_recall", "code_recall_majority", "fact_recall",
+           "fact_recall_majority", "code_accuracy", "code_accuracy_majority", "bleu1", "rouge_l", "p_co",
+           "distinct2", "generate_s_per_example")
 BASELINE = ("default", "morpheus")  # what the paired differences are taken against
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collected_records import merged_records, sources_and_out  # noqa: E402
-from persona_zoo import mean_std, paired_cell, picked_persona_recall, recall_reference, run_pipeline  # noqa: E402
+from persona_zoo import fact_recall, mean_std, paired_cell, recall_reference, run_pipeline  # noqa: E402
 
 from morpheus_pl.convergence import still_falling  # noqa: E402
 from morpheus_pl.data.persona_zoo import ZooWorld, with_knobs, write_world  # noqa: E402
@@ -45,7 +45,7 @@ RUNS = {"morpheus": ["eval.systems=[morpheus,no_persona,true_persona]"],
         "wo_pc": ["ablation=no_pc", "eval.systems=[morpheus]"]}
 SYSTEMS = {("morpheus", "morpheus"): "MORPHEUS", ("wo_pc", "morpheus"): "w/o PC",
            ("morpheus", "no_persona"): "no persona", ("morpheus", "true_persona"): "true persona"}
-# what a records file's records need (persona_recall, picked_persona_recall, source: optional)
+# what a records file's records need (persona_recall, fact_recall, source: optional)
 RECORD_FIELDS = {"point", "roles", "dialogues", "revealed", "system", "seed", "fact_accuracy",
                  "code_recall", "code_recall_majority", "history_reference", "still_falling",
                  "stage1_gain"}
@@ -106,8 +106,7 @@ def collect(out: Path) -> list[dict]:
                     "code_recall_majority": recall_reference(report, run_dir, system),
                     "history_reference": world["count_model_fact_accuracy"]["history"],
                     "persona_recall": world.get("persona_recall"),
-                    "picked_persona_recall": picked_persona_recall(run_dir, out / "data" / name)
-                    if (run, system) == ("morpheus", "morpheus") else None,
+                    "fact_recall": fact_recall(report, run_dir, out / "data" / name, system),
                     "still_falling": falling_stages(report, run_dir, system),
                     "stage1_gain": gain, "source": str(run_dir)})
     return records
@@ -196,10 +195,10 @@ def table(records: list[dict]) -> str:
 def persona_cell(records: list[dict]) -> str:
     """How much of the persona is identified at the point: by the count model over the history
     (world.json's `persona_recall`, the same for every seed: the world is data seed 0) / by the
-    facts of MORPHEUS's picked codes (`picked_persona_recall`, mean ± std over seeds) (by the M
+    facts MORPHEUS's picked codes name (`fact_recall`, mean ± std over seeds) (by the M
     most frequent facts); "–" for a number recorded before it existed."""
     recall = next((r["persona_recall"] for r in records if r.get("persona_recall")), None)
-    picks = mean_std([r.get("picked_persona_recall") for r in records if r["system"] == "MORPHEUS"])
+    picks = mean_std([r.get("fact_recall") for r in records if r["system"] == "MORPHEUS"])
     if not recall:
         return f"– / {picks} (–)"
     return f"{recall['history']:.3f} / {picks} ({recall['most_frequent']:.3f})"

@@ -103,3 +103,18 @@ def test_collapsed_codebook_is_flagged(caplog) -> None:
     assert scores["code_accuracy"] == scores["code_accuracy_majority"] == 1.0
     assert scores["gold_codes_distinct"] == 1.0
     assert "morpheus: every test persona segment maps to code 4: the codebook collapsed" in caplog.text
+
+
+def test_with_facts_the_warning_goes_by_fact_recall(caplog) -> None:
+    """Code recall below its reference but fact recall above (the right facts in other templates'
+    codes): no warning; fact recall no better than its reference: the fact-level warning."""
+    gold = [[1, 5], [5, 1], [1, 6]]
+    blind = [_row([1, 9], g, 0.5) for g in gold]
+    with caplog.at_level(logging.WARNING, logger="morpheus_pl"):
+        scores = code_scores(blind, {"fact_recall": 0.6, "fact_recall_majority": 0.4})
+        code_scores(blind, {"fact_recall": 0.4, "fact_recall_majority": 0.4})
+    assert scores["fact_recall"] == 0.6 and scores["code_recall"] == 0.5
+    assert [r.getMessage() for r in caplog.records] == [
+        "morpheus: the picked codes name 0.400 of a persona's facts, no more than always picking "
+        "the 2 most frequent facts (0.400): the code predictor does not read the history, so the "
+        "prefix carries no persona of this dialogue (docs/predictor_study.md)"]

@@ -89,7 +89,7 @@ def test_under_trained_systems_are_marked_from_results_or_from_the_logs(tmp_path
         "MORPHEUS": 0.25, "no persona": 0.25, "true persona": 0.25, "w/o PC": None}
     # the gold codes name red (1: two templates), rice (5), pasta (6); 3 and 4 name nothing:
     # the picks find 0 of 2, 1 of 2 and 2 of 2 persona facts
-    assert {r["system"]: r["picked_persona_recall"] for r in records} == {
+    assert {r["system"]: r["fact_recall"] for r in records} == {
         "MORPHEUS": 0.5, "no persona": None, "true persona": None, "w/o PC": None}
     lines = regimes.table(records).splitlines()
     # the recall reference from the MORPHEUS rows of predictions.jsonl: {1, 5} finds 2, 2, 1 of 2
@@ -120,11 +120,11 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
     assert "| 0.450 ± 0.071 † | 0.400 ± 0.071 † |" in line  # MORPHEUS 0.4, 0.5; w/o PC 0.35, 0.45
     assert line.endswith("| +0.100 (+0.100, +0.100) | +0.050 (+0.050, +0.050) |")
 
-    older = tmp_path / "older.json"  # written before picked_persona_recall and persona_recall
-    older.write_text(json.dumps([{**{k: v for k, v in r.items() if k != "picked_persona_recall"},
+    older = tmp_path / "older.json"  # written before fact_recall and persona_recall
+    older.write_text(json.dumps([{**{k: v for k, v in r.items() if k != "fact_recall"},
                                   "persona_recall": None} for r in seed0]))
     morpheus = next(r for r in regimes.load_records([older, tmp_path / "runs_dir"]) if r["system"] == "MORPHEUS")
-    assert morpheus["picked_persona_recall"] == 0.5  # filled in from the runs
+    assert morpheus["fact_recall"] == 0.5  # filled in from the runs
     assert morpheus["persona_recall"] == {"history": 0.4, "most_frequent": 0.25}
 
     changed = tmp_path / "changed.json"
@@ -139,7 +139,7 @@ def test_records_files_join_the_runs_of_a_folder_and_disagreements_are_errors(tm
     partial.write_text(json.dumps({"records": seed0}))
     with pytest.raises(SystemExit, match="expected a list of records"):
         regimes.load_records([partial])
-    # a world.json before persona_recall, a run before picked_persona_recall
+    # a world.json before persona_recall, a run before fact_recall
     assert regimes.persona_cell([{"system": "MORPHEUS", "persona_recall": None}]) == "– / – (–)"
     with pytest.raises(SystemExit, match="missing: no such folder of runs or records file"):
         regimes.load_records([tmp_path / "missing"])
@@ -174,7 +174,7 @@ def test_regimes_vary_only_their_knobs_and_pair_morpheus_with_no_persona(tmp_pat
     by_system = {r["system"]: r["fact_accuracy"] for r in records}
     assert by_system["MORPHEUS"] == bag["morpheus"]["persona_fact_accuracy"]
     assert by_system["w/o PC"] == wo_pc["morpheus"]["persona_fact_accuracy"]
-    assert 0 <= next(r["picked_persona_recall"] for r in records if r["system"] == "MORPHEUS") <= 1
+    assert 0 <= next(r["fact_recall"] for r in records if r["system"] == "MORPHEUS") <= 1
     assert {r["history_reference"] for r in records} == {first["count_model_fact_accuracy"]["history"]}
     line = regimes.table(records).splitlines()[2]
     diff = by_system["MORPHEUS"] - by_system["no persona"]

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from morpheus_pl.data.datamodule import PersonaDialogDataModule
 from morpheus_pl.errors import DeviceUnavailableError
 from morpheus_pl.generation import GenerationConfig, generate_batch
+from morpheus_pl.metrics.fact_recall import fact_recall_scores
 from morpheus_pl.metrics.report import ONE_PROCESS, metric_tokenizer_name, score_predictions
 from morpheus_pl.metrics.table_columns import TABLE_GROUPS
 from morpheus_pl.modules.code_predictor import set_recall
@@ -61,8 +62,9 @@ def generate_system(module: PersonaDialogStage, dm: PersonaDialogDataModule, sys
     return rows
 
 
-def code_scores(rows: list[dict]) -> dict[str, float]:
-    """Code prediction against the codes nearest to the true persona's segments (Eq. 8).
+def code_scores(rows: list[dict], facts: dict[str, float] | None = None) -> dict[str, float]:
+    """Code prediction against the codes nearest to the true persona's segments (Eq. 8), with
+    `facts`, the rows' `fact_recall_scores` where the data records facts.
 
     code_recall: the set view (slots carry no order; `set_recall`); code_accuracy: picked ==
     gold per slot, over all slots, and code_accuracy_slot<m> for each slot m. The chance
@@ -71,7 +73,8 @@ def code_scores(rows: list[dict]) -> dict[str, float]:
     history can reach in the set view), code_accuracy_majority, the code accuracy of always
     picking each slot's most frequent gold code, and gold_codes_distinct, how many codes the
     test personas use (1: the codebook collapsed, and code recall/accuracy say nothing; a
-    warning says so).
+    warning says so). A predictor no better than its reference is warned about, by fact recall
+    where there are facts (code recall counts the right fact in another template as a miss).
     """
     if not rows or rows[0]["predicted_codes"] is None:
         return {}
@@ -85,11 +88,19 @@ def code_scores(rows: list[dict]) -> dict[str, float]:
            "code_accuracy_majority": statistics.fmean(majority),
            "gold_codes_distinct": float(gold.unique().numel())}
     out.update({f"code_accuracy_slot{m}": v for m, v in enumerate(hits.mean(0).tolist())})
+    out.update(facts or {})
     if out["gold_codes_distinct"] == 1:
         log.warning("%s: every test persona segment maps to code %d: the codebook collapsed, "
                     "so code recall and accuracy are trivially 1 (see the joint stage's "
                     "train/codes_in_use; codebook.reseed_below)", rows[0]["system"],
                     int(gold[0, 0]))
+    elif facts:
+        if out["fact_recall"] <= out["fact_recall_majority"]:
+            log.warning("%s: the picked codes name %.3f of a persona's facts, no more than always "
+                        "picking the %d most frequent facts (%.3f): the code predictor does not read "
+                        "the history, so the prefix carries no persona of this dialogue "
+                        "(docs/predictor_study.md)", rows[0]["system"], out["fact_recall"],
+                        gold.shape[1], out["fact_recall_majority"])
     elif out["code_recall"] <= out["code_recall_majority"]:
         log.warning("%s: code recall %.3f is no better than always picking the %d most frequent "
                     "codes (%.3f): the code predictor does not read the history, so the prefix "
@@ -159,7 +170,9 @@ def evaluate(systems: dict[str, tuple[PersonaDialogStage, str, str]], dm: Person
                 scores = score_predictions([r["prediction"] for r in rows], examples,
                                            dm.dataset["separator"], sacrebleu_tokenize,
                                            self_bleu_references)
-                scores.update(code_scores(rows))
+                facts = fact_recall_scores(rows, (ex.fact_options for ex in examples),
+                                           dm.dataset["separator"])
+                scores.update(code_scores(rows, facts))
                 scores.update(consistency_scores(scorer, rows))
                 scores["generate_s_per_example"] = seconds
                 per_seed[name].append(scores)

@@ -12,6 +12,8 @@ TABLE_GROUPS = {  # the paper's Table 2 column groups, then what only this frame
     "Consistency": {"p_co": "P-Co", "con_score": "Con.Score", "coh_con_score": "Coh-Con.Score"},
     "Persona inference": {"persona_fact_accuracy": "fact acc.", "code_recall": "code recall",
                           "code_recall_majority": "code recall of the M most frequent codes",
+                          "fact_recall": "fact recall of the codes",
+                          "fact_recall_majority": "fact recall of the M most frequent facts",
                           "code_accuracy": "code acc.",
                           "code_accuracy_majority": "code acc. of the majority code"},
 }
