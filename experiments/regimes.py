@@ -58,14 +58,15 @@ def point_name(roles: int, dialogues: int, revealed: int) -> str:
     return f"roles{roles}x{dialogues}_revealed{revealed}"
 
 
-def point_world(roles: int, dialogues: int, revealed: int, base: ZooWorld = BASE) -> ZooWorld:
-    return dataclasses.replace(base, train_roles=roles, dialogues_per_role=dialogues, revealed=revealed)
+def point_world(roles: int, dialogues: int, revealed: int, base: ZooWorld | None = None) -> ZooWorld:
+    """`base` (default BASE) with the point's knobs."""
+    return dataclasses.replace(base or BASE, train_roles=roles, dialogues_per_role=dialogues, revealed=revealed)
 
 
 def run_point(roles: int, dialogues: int, revealed: int, seed: int, out: Path,
-              overrides: list[str], morpheus_overrides: list[str], base: ZooWorld = BASE) -> None:
+              overrides: list[str], morpheus_overrides: list[str], base: ZooWorld | None = None) -> None:
     """Both runs of one grid point and seed, each unless it finished; the point's world is
-    `base` with the point's knobs, and a world already in `out` must be that one."""
+    `base` (default BASE) with the point's knobs, and a world already in `out` must be that one."""
     name = point_name(roles, dialogues, revealed)
     data_dir, world = out / "data" / name, point_world(roles, dialogues, revealed, base)
     if not (data_dir / "world.json").exists():
@@ -216,7 +217,7 @@ def plot(records: list[dict], path: Path) -> None:
     from matplotlib.lines import Line2D
 
     revealed = sorted({r["revealed"] for r in records})
-    levels = [lv for lv in SPARSITY if any((r["roles"], r["dialogues"]) == lv for r in records)]
+    levels = sorted({(r["roles"], r["dialogues"]) for r in records}, key=lambda lv: (-lv[0] * lv[1], -lv[0]))
     fig, axes = plt.subplots(1, len(revealed), figsize=(3.2 * len(revealed), 3.8), sharey=True,
                              squeeze=False)
     for ax, k in zip(axes[0], revealed):

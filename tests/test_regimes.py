@@ -157,7 +157,6 @@ def test_regimes_vary_only_their_knobs_and_pair_morpheus_with_no_persona(tmp_pat
     regimes = _regimes()
     monkeypatch.setattr(regimes, "BASE", dataclasses.replace(
         regimes.BASE, kinds=4, values_per_kind=3, persona_facts=3, val_roles=8, test_roles=6))
-    monkeypatch.setattr(regimes, "SPARSITY", ((32, 1), (16, 2)))
     regimes.run_point(32, 1, 1, 0, tmp_path, TINY, ["predictor.loss=bag"])
     regimes.write_world(regimes.point_world(16, 2, 1), tmp_path / "other", seed=0)  # data only
     first = json.loads((tmp_path / "data" / "roles32x1_revealed1" / "world.json").read_text())
