@@ -174,6 +174,11 @@ def test_regimes_vary_only_their_knobs_and_pair_morpheus_with_no_persona(tmp_pat
     assert by_system["MORPHEUS"] == bag["morpheus"]["persona_fact_accuracy"]
     assert by_system["w/o PC"] == wo_pc["morpheus"]["persona_fact_accuracy"]
     assert 0 <= next(r["fact_recall"] for r in records if r["system"] == "MORPHEUS") <= 1
+    # a run made before results.json recorded fact_recall gets it recomputed from its predictions:
+    # the same number the evaluation wrote
+    run_dir, data_dir = tmp_path / "runs/roles32x1_revealed1/morpheus/seed0", tmp_path / "data/roles32x1_revealed1"
+    older_report = {"morpheus": {"code_recall": bag["morpheus"]["code_recall"]}}
+    assert regimes.fact_recall(older_report, run_dir, data_dir, "morpheus") == pytest.approx(bag["morpheus"]["fact_recall"])
     assert {r["history_reference"] for r in records} == {first["count_model_fact_accuracy"]["history"]}
     line = regimes.table(records).splitlines()[2]
     diff = by_system["MORPHEUS"] - by_system["no persona"]
